@@ -1,0 +1,50 @@
+"End-to-end: the train notebook run by papermill, its run folder, resuming, and the real MoonBoard file."
+import json, csv
+from pathlib import Path
+import pytest, torch
+from conftest import ROOT, SHARED, TINY, papermill, notebook_text
+
+def test_papermill_run_leaves_a_complete_run_folder(tmp_path):
+    out = tmp_path/'runs'/'tiny'/'train.ipynb'; out.parent.mkdir(parents=True)
+    p = papermill(out, {**TINY, 'name': 'tiny', 'out_dir': tmp_path/'runs', 'save_every': 1})
+    run = tmp_path/'runs'/'tiny'
+    names = {str(f.relative_to(run)) for f in run.rglob('*') if f.is_file()}
+    for f in ['train.ipynb', 'config.json', 'metrics.csv', 'results.json', 'checkpoints/best.pt', 'checkpoints/latest.pt',
+              'checkpoints/epoch_1.pt', 'checkpoints/epoch_2.pt', 'figures/loss.png', 'figures/samples.png']:
+        assert f in names, f
+    assert any(n.startswith('tb/events.out.tfevents') for n in names)
+    rows = list(csv.DictReader((run/'metrics.csv').open()))
+    assert [r['epoch'] for r in rows] == ['1', '2'] and all(float(r['valid_loss']) > 0 for r in rows)
+    res = json.loads((run/'results.json').read_text())
+    assert res['epochs'] == 2 and set(res['baselines']) == {'unigram', 'bigram'} and res['hardware']['available_cores'] >= 1
+    assert json.loads((run/'config.json').read_text())['d_model'] == 32
+    # progress in the rendered notebook and the log: plain lines, not a widget frozen at 0%
+    text, raw = notebook_text(out), out.read_text()
+    assert 'epoch 1/2  train_loss' in text and 'epoch 2/2  train_loss' in text and 'epoch 1/2  train_loss' in p.stderr + p.stdout
+    assert 'widget-view+json' not in raw
+    assert 'unigram' in text and 'bigram' in text  # the baselines are printed beside the model
+
+def test_resume_continues_counting_epochs(tmp_path):
+    runs = tmp_path/'runs'
+    papermill(tmp_path/'a.ipynb', {**TINY, 'name': 'r', 'out_dir': runs})
+    before = torch.load(runs/'r'/'checkpoints'/'latest.pt', weights_only=False)
+    # model shape is not given again: it comes from the run being resumed
+    small = {k: v for k, v in TINY.items() if k not in ('d_model', 'n_layers', 'n_heads', 'dim_feedforward')}
+    papermill(tmp_path/'b.ipynb', {**small, 'resume': True, 'out_dir': runs, 'epochs': 3})
+    after = torch.load(runs/'r'/'checkpoints'/'latest.pt', weights_only=False)
+    assert before['epoch'] == 2 and after['epoch'] == 3 and after['step'] > before['step']
+    assert [h['epoch'] for h in after['history']] == [1, 2, 3] and after['history'][:2] == before['history']
+    assert [r['epoch'] for r in csv.DictReader((runs/'r'/'metrics.csv').open())] == ['1', '2', '3']
+    assert 'Resuming' in notebook_text(tmp_path/'b.ipynb')
+
+needs_real = pytest.mark.skipif(not (SHARED/'data'/'moonboard2016.json').exists(), reason='../shared/data/moonboard2016.json is not beside this checkout')
+
+@needs_real
+def test_trains_on_the_real_moonboard_file(tmp_path):
+    data = SHARED/'data'/'moonboard2016.json'
+    out = tmp_path/'real.ipynb'
+    papermill(out, {**TINY, 'epochs': 1, 'data': data, 'out_dir': tmp_path/'runs', 'name': 'real'})
+    text = notebook_text(out)
+    assert f'{data}: 13570 routes from 13570 records' in text
+    res = json.loads((tmp_path/'runs'/'real'/'results.json').read_text())
+    assert res['final']['valid_loss'] < res['baselines']['unigram']
