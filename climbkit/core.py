@@ -183,7 +183,7 @@ def find_run_dir(resume, out_dir='runs', task:str|None=None) -> Path:
         raise ClimbkitError(f"Cannot resume from {resume!r}: expected a run folder holding checkpoints/latest.pt.")
     return p
 
-# %% ../nbs/00_core.ipynb #72f6cfff
+# %% ../nbs/00_core.ipynb #84d04c53
 def in_kernel() -> bool:
     "True inside a Jupyter kernel (JupyterLab, papermill), False in a script or a plain IPython shell."
     try:
@@ -205,7 +205,6 @@ def _ancestor_cmdlines(depth=6):
 
 def under_papermill() -> bool:
     "True when a papermill (or nbconvert/nbclient) process executes this kernel: no one watches a widget."
-    if os.environ.get('PAPERMILL_EXECUTION') == '1': return True
     return in_kernel() and any(re.search(r'papermill|nbconvert|nbclient', c) for c in _ancestor_cmdlines())
 
 def progress_mode() -> str:

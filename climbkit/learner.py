@@ -22,12 +22,13 @@ __all__ = ['TASKS', 'MACHINERY', 'TRAIN_DEFAULTS', 'TRAIN_CHECKS', 'Task', 'regi
            'ProgressCallback', 'CSVLogger', 'TensorBoardLogger', 'CheckpointCallback', 'EarlyStopping', 'plot_history',
            'LivePlot', 'FigureSaver', 'ResultsWriter', 'standard_callbacks', 'start_run', 'notebook_params']
 
-# %% ../nbs/04_learner.ipynb #8c02cdaf
+# %% ../nbs/04_learner.ipynb #234bf03c
 class Task:
     "Base class for a model family. Override the methods; the learner calls them."
     name: str = ''
     defaults: dict = {}         # the task's own parameters and their defaults
     model_keys: tuple = ()      # parameters that fix the model's shape
+    data_keys: tuple = ('data',)  # parameters that fix the data (kept when resuming, like the split's seed)
     checks: dict = {}           # parameter -> (predicate, 'what was expected')
     def build_data(self, cfg:Config) -> Data: raise NotImplementedError
     def build_model(self, cfg:Config, data:Data) -> nn.Module: raise NotImplementedError
@@ -107,7 +108,7 @@ class Callback:
     def state_dict(self) -> dict: return {}
     def load_state_dict(self, st:dict): pass
 
-# %% ../nbs/04_learner.ipynb #08efaf87
+# %% ../nbs/04_learner.ipynb #9af548ba
 def _device(device:str) -> torch.device:
     if device == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if str(device).startswith('cuda') and not torch.cuda.is_available():
@@ -156,7 +157,7 @@ class Learner:
         c, model = self.cfg, self.fit_model
         model.train(); self.data.train.set_epoch(self.epoch)
         self.n_batches = len(self.data.train)
-        loss_sum, items, t0 = torch.zeros((), dtype=torch.float64), 0, time.perf_counter()
+        self._loss_sum, self.items_seen, t0 = torch.zeros((), dtype=torch.float64), 0, time.perf_counter()
         self.opt.zero_grad(set_to_none=True)
         for i, batch in enumerate(self.data.train):
             self.batch_idx = i
@@ -169,13 +170,15 @@ class Learner:
             if (i + 1) % c.accum_steps == 0 or i + 1 == self.n_batches:
                 if c.grad_clip: torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
                 self.opt.step(); self.sched.step(); self.opt.zero_grad(set_to_none=True); self.step += 1
-            loss_sum += loss.detach().double() * n; items += n
-            self.items_seen, self.batch_loss = items, loss.detach()
-            self.train_loss = (loss_sum / max(items, 1)).item() if i % 20 == 0 or i + 1 == self.n_batches else getattr(self, 'train_loss', float('nan'))
-            self.epoch_time = time.perf_counter() - t0
+            self._loss_sum += loss.detach().double() * n; self.items_seen += n
+            self.batch_loss, self.epoch_time = loss.detach(), time.perf_counter() - t0
             self._cb('after_batch')
-        self.train_loss = (loss_sum / max(items, 1)).item()
-        return {'train_loss': self.train_loss, 'train_items': items, 'train_time': time.perf_counter() - t0}
+        return {'train_loss': self.running_loss, 'train_items': self.items_seen, 'train_time': time.perf_counter() - t0}
+
+    @property
+    def running_loss(self) -> float:
+        "Mean training loss of the epoch so far."
+        return (self._loss_sum / max(self.items_seen, 1)).item()
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -216,6 +219,9 @@ class Learner:
         except KeyboardInterrupt:
             self.stop_reason = f'interrupted during epoch {self.epoch + 1}'
             print(f'Interrupted: the last completed epoch ({self.epoch}) is saved.', flush=True)
+        except Exception as e:
+            self.stop_reason = f'failed during epoch {self.epoch + 1}: {type(e).__name__}: {e}'
+            raise
         finally:
             self._cb('after_fit')
         return self
@@ -267,7 +273,7 @@ def check_model_matches(ck:dict, model:nn.Module, cfg:dict, model_keys, path):
         detail = '; '.join(diff) if diff else (f"tensor shapes differ ({shapes[0]})" if shapes else f"parameters differ ({sorted(missing)[:3]})")
         raise ClimbkitError(f"Checkpoint {path} was saved from a different model: {detail}.")
 
-# %% ../nbs/04_learner.ipynb #62c51649
+# %% ../nbs/04_learner.ipynb #0ed3d5c8
 def fmt_time(s:float) -> str:
     s = int(round(s)); h, s = divmod(s, 3600); m, s = divmod(s, 60)
     return f'{h}:{m:02d}:{s:02d}' if h else f'{m}:{s:02d}'
@@ -291,7 +297,7 @@ class ProgressCallback(Callback):
     def after_batch(self, learn):
         if self.bar is not None:
             self.bar.update(1)
-            if learn.batch_idx % 10 == 0: self.bar.set_postfix(loss=f'{learn.train_loss:.4f}', refresh=False)
+            if learn.batch_idx % 10 == 0: self.bar.set_postfix(loss=f'{learn.running_loss:.4f}', refresh=False)
             return
         if self.mode != 'lines': return
         i, n, now = learn.batch_idx + 1, learn.n_batches, time.perf_counter()
@@ -299,7 +305,7 @@ class ProgressCallback(Callback):
         if now - self.last < every or i == n: return
         self.last, rate = now, learn.items_seen / max(learn.epoch_time, 1e-9)
         left = learn.epoch_time / i * (n - i)
-        print(f'epoch {learn.epoch + 1}/{learn.target_epochs}  batch {i}/{n}  loss {learn.train_loss:.4f}  '
+        print(f'epoch {learn.epoch + 1}/{learn.target_epochs}  batch {i}/{n}  loss {learn.running_loss:.4f}  '
               f'{rate:,.0f} items/s  epoch ETA {fmt_time(left)}', flush=True)
     def after_epoch(self, learn):
         if self.bar is not None: self.bar.close()
@@ -443,7 +449,7 @@ def _save_results(self, extra:dict|None=None) -> dict:
     return res
 Learner.save_results = _save_results
 
-# %% ../nbs/04_learner.ipynb #51549e5b
+# %% ../nbs/04_learner.ipynb #2c0b37d1
 def standard_callbacks(cfg:Config, refs:dict|None=None) -> list[Callback]:
     "The callbacks of an ordinary run."
     return [ProgressCallback(log_every=cfg.log_every), CSVLogger(), TensorBoardLogger(), CheckpointCallback(cfg.save_every),
@@ -460,9 +466,8 @@ def start_run(params:dict|None=None, **kw) -> tuple[Task, Learner]:
         saved = ck.get('config', {})
         if saved.get('task') != cfg.task:
             raise ClimbkitError(f"Checkpoint {resume_dir/'checkpoints'/'latest.pt'} is from task {saved.get('task')!r}, not {cfg.task!r}.")
-        for k in task.model_keys:  # model shape: unset parameters come from the run being resumed
-            if params.get(k) is None and k in saved: cfg[k] = saved[k]
-        if params.get('data') is None and 'data' in saved: cfg['data'] = saved['data']
+        for k in (*task.model_keys, *task.data_keys, 'seed', 'valid_frac'):  # unset: as in the run being resumed
+            if k not in params and k in saved: cfg[k] = saved[k]
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
     data = task.build_data(cfg)

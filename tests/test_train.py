@@ -48,3 +48,14 @@ def test_trains_on_the_real_moonboard_file(tmp_path):
     assert f'{data}: 13570 routes from 13570 records' in text
     res = json.loads((tmp_path/'runs'/'real'/'results.json').read_text())
     assert res['final']['valid_loss'] < res['baselines']['unigram']
+
+def test_interactive_mode_shows_a_live_bar_and_plot(tmp_path, monkeypatch):
+    "What JupyterLab gets (forced here, since papermill is detected otherwise): a tqdm widget and a redrawn loss plot."
+    monkeypatch.setenv('CLIMBKIT_PROGRESS', 'bar')
+    out = tmp_path/'lab.ipynb'
+    papermill(out, {**TINY, 'out_dir': tmp_path/'runs'})
+    nb = json.loads(out.read_text())
+    kinds = [k for c in nb['cells'] for o in c.get('outputs', []) for k in o.get('data', {})]
+    assert 'application/vnd.jupyter.widget-view+json' in kinds  # the progress bar
+    train_cell = next(c for c in nb['cells'] if 'learn.fit()' in ''.join(c['source']))
+    assert any('image/png' in o.get('data', {}) for o in train_cell['outputs'])  # the live loss plot
