@@ -446,7 +446,7 @@ def sample_routes(model:nn.Module, grade:str, n:int=6, temperature:float=1.0, to
     model.train(was_training)
     return [tok.decode(s.tolist()) for s in seqs]
 
-# %% ../nbs/10_climb.ipynb #28676659
+# %% ../nbs/10_climb.ipynb #e3bfce4b
 def _route_batch(b):
     n = int(b['lengths'].max())
     return {'tokens': b['tokens'][:, :n], 'grades': b['grades']}
@@ -456,7 +456,7 @@ class ClimbTask(Task):
     "Grade-conditioned route generation."
     name = 'climb'
     defaults = dict(data='builtin', n_routes=11000, d_model=256, n_layers=4, n_heads=8, dim_feedforward=768,
-                    max_seq_len=64, dropout=0.1, epochs=20, batch_size=64, lr=2e-3, warmup_steps=100, weight_decay=0.1)
+                    max_seq_len=64, dropout=0.1, epochs=10, batch_size=64, lr=2e-3, warmup_steps=100, weight_decay=0.1)
     model_keys = ('d_model', 'n_layers', 'n_heads', 'dim_feedforward', 'max_seq_len')
     data_keys = ('data', 'n_routes')
     checks = {'d_model': (lambda v: v > 0, 'a positive integer'), 'n_layers': (lambda v: v > 0, 'a positive integer'),

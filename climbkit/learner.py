@@ -108,7 +108,7 @@ class Callback:
     def state_dict(self) -> dict: return {}
     def load_state_dict(self, st:dict): pass
 
-# %% ../nbs/04_learner.ipynb #9af548ba
+# %% ../nbs/04_learner.ipynb #fa63d9c2
 def _device(device:str) -> torch.device:
     if device == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if str(device).startswith('cuda') and not torch.cuda.is_available():
@@ -134,7 +134,7 @@ class Learner:
         self.sched, self.sched_total = None, None
         self.epoch, self.step, self.history, self.best = 0, 0, [], float('inf')
         self.stop, self.stop_reason = False, None
-        self.fit_model = torch.compile(model) if c.compile else model
+        self.fit_model = torch.compile(model, dynamic=True) if c.compile else model  # batch lengths vary
         self.cbs = sorted(cbs, key=lambda cb: cb.order)
         self.elapsed = 0.0  # training seconds over all sessions of this run
 
@@ -383,7 +383,7 @@ class EarlyStopping(Callback):
     def state_dict(self): return {'wait': self.wait}
     def load_state_dict(self, st): self.wait = st.get('wait', 0)
 
-# %% ../nbs/04_learner.ipynb #48155cdd
+# %% ../nbs/04_learner.ipynb #97c42c80
 def plot_history(history:list[dict], refs:dict|None=None, ax=None, title='loss'):
     "Training/validation loss by epoch, with optional horizontal reference lines {label: value}."
     import matplotlib.pyplot as plt
@@ -417,7 +417,7 @@ class FigureSaver(Callback):
     def after_fit(self, learn):
         if not learn.run_dir or not learn.history: return
         import matplotlib.pyplot as plt
-        fig = plot_history(learn.history, self.refs); buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=110); plt.close(fig)
+        fig = plot_history(learn.history, self.refs, title=f"{learn.cfg.get('task', '')} loss per epoch ({learn.run_dir.name})"); buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=110); plt.close(fig)
         atomic_write(learn.run_dir/'figures'/'loss.png', buf.getvalue())
 
 # %% ../nbs/04_learner.ipynb #30216db9
