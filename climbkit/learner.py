@@ -108,7 +108,7 @@ class Callback:
     def state_dict(self) -> dict: return {}
     def load_state_dict(self, st:dict): pass
 
-# %% ../nbs/04_learner.ipynb #fa63d9c2
+# %% ../nbs/04_learner.ipynb #f81bd82e
 def _device(device:str) -> torch.device:
     if device == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if str(device).startswith('cuda') and not torch.cuda.is_available():
@@ -235,9 +235,9 @@ class Learner:
                 'history': self.history, 'elapsed': self.elapsed, 'config': dict(self.cfg),
                 'callbacks': {type(cb).__name__: cb.state_dict() for cb in self.cbs}}
 
-    def load_checkpoint(self, path, model_keys=(), with_optimizer=True):
-        "Restore a checkpoint written by `state_dict`; mismatches are reported by name."
-        ck = load_checkpoint_file(path)
+    def load_checkpoint(self, path, model_keys=(), with_optimizer=True, ck:dict|None=None):
+        "Restore a checkpoint written by `state_dict` (read from `path` unless already read as `ck`); mismatches are reported by name."
+        ck = ck if ck is not None else load_checkpoint_file(path)
         check_model_matches(ck, self.model, self.cfg, model_keys, path)
         self.model.load_state_dict(ck['model'])
         if with_optimizer:
@@ -449,7 +449,7 @@ def _save_results(self, extra:dict|None=None) -> dict:
     return res
 Learner.save_results = _save_results
 
-# %% ../nbs/04_learner.ipynb #2c0b37d1
+# %% ../nbs/04_learner.ipynb #58291469
 def standard_callbacks(cfg:Config, refs:dict|None=None) -> list[Callback]:
     "The callbacks of an ordinary run."
     return [ProgressCallback(log_every=cfg.log_every), CSVLogger(), TensorBoardLogger(), CheckpointCallback(cfg.save_every),
@@ -479,7 +479,7 @@ def start_run(params:dict|None=None, **kw) -> tuple[Task, Learner]:
                     evaluate=lambda m: task.evaluate(m, data, cfg))
     learn.task, learn.baselines = task, refs
     if resume_dir is not None:
-        learn.load_checkpoint(run_dir/'checkpoints'/'latest.pt', task.model_keys)
+        learn.load_checkpoint(run_dir/'checkpoints'/'latest.pt', task.model_keys, ck=ck)
         print(f'Resuming {run_dir} after epoch {learn.epoch} (step {learn.step}).')
     cfg_file = run_dir/'config.json'
     if cfg_file.exists() and resume_dir is not None:
