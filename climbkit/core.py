@@ -14,8 +14,8 @@ import yaml
 
 # %% auto #0
 __all__ = ['ClimbkitError', 'Config', 'resolve_config', 'raises', 'load_config_file', 'seed_everything', 'get_rng_state',
-           'set_rng_state', 'atomic_write', 'atomic_save_json', 'atomic_torch_save', 'new_run_dir', 'find_run_dir',
-           'in_kernel', 'under_papermill', 'progress_mode']
+           'set_rng_state', 'atomic_write', 'atomic_save_json', 'atomic_torch_save', 'new_run_dir', 'run_config',
+           'list_runs', 'find_run_dir', 'in_kernel', 'under_papermill', 'progress_mode']
 
 # %% ../nbs/00_core.ipynb #d7be629f
 class ClimbkitError(ValueError):
@@ -145,7 +145,7 @@ def atomic_torch_save(obj, path):
     buf = io.BytesIO(); torch.save(obj, buf)
     return atomic_write(path, buf.getvalue())
 
-# %% ../nbs/00_core.ipynb #9429f632
+# %% ../nbs/00_core.ipynb #85331b91
 def _holds_run(d:Path) -> bool:
     return (d/'config.json').exists() or (d/'checkpoints').exists()
 
@@ -165,18 +165,26 @@ def new_run_dir(out_dir='runs', name:str|None=None, task:str='run') -> Path:
     d.mkdir(parents=True, exist_ok=True)
     return d
 
+def run_config(run_dir) -> dict:
+    "The saved `config.json` of a run folder ({} if missing or unreadable)."
+    try: return json.loads((Path(run_dir)/'config.json').read_text())
+    except (OSError, ValueError): return {}
+
+def list_runs(out_dir='runs', task:str|None=None, checkpoint:str='latest.pt') -> list[Path]:
+    "Run folders under `out_dir` holding `checkpoints/<checkpoint>` (of `task`, if given), newest first."
+    out_dir = Path(out_dir).expanduser()
+    runs = [d for d in out_dir.iterdir() if (d/'checkpoints'/checkpoint).exists()
+            and (task is None or run_config(d).get('task') == task)] if out_dir.is_dir() else []
+    return sorted(runs, key=lambda d: (d/'checkpoints'/checkpoint).stat().st_mtime, reverse=True)
+
 def find_run_dir(resume, out_dir='runs', task:str|None=None) -> Path:
     "The run folder to resume: a run folder, a checkpoint file, or True for the newest run of `task` in `out_dir`."
-    out_dir = Path(out_dir).expanduser()
     if resume is True:
-        def of_task(d):
-            try: return task is None or json.loads((d/'config.json').read_text()).get('task') == task
-            except (OSError, ValueError): return False
-        runs = [d for d in out_dir.iterdir() if (d/'checkpoints'/'latest.pt').exists() and of_task(d)] if out_dir.exists() else []
+        runs = list_runs(out_dir, task)
         if not runs:
-            raise ClimbkitError(f"resume=True but no run with checkpoints/latest.pt was found under {out_dir}"
+            raise ClimbkitError(f"resume=True but no run with checkpoints/latest.pt was found under {Path(out_dir).expanduser()}"
                                 f"{f' for task {task!r}' if task else ''}.")
-        return max(runs, key=lambda d: (d/'checkpoints'/'latest.pt').stat().st_mtime)
+        return runs[0]
     p = Path(resume).expanduser()
     if p.is_file() and p.suffix == '.pt': p = p.parent.parent if p.parent.name == 'checkpoints' else p.parent
     if not (p/'checkpoints'/'latest.pt').exists():

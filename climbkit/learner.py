@@ -22,7 +22,7 @@ __all__ = ['TASKS', 'MACHINERY', 'TRAIN_DEFAULTS', 'TRAIN_CHECKS', 'Task', 'regi
            'ProgressCallback', 'CSVLogger', 'TensorBoardLogger', 'CheckpointCallback', 'EarlyStopping', 'plot_history',
            'LivePlot', 'FigureSaver', 'ResultsWriter', 'standard_callbacks', 'start_run', 'notebook_params']
 
-# %% ../nbs/04_learner.ipynb #234bf03c
+# %% ../nbs/04_learner.ipynb #6df3b465
 class Task:
     "Base class for a model family. Override the methods; the learner calls them."
     name: str = ''
@@ -37,6 +37,9 @@ class Task:
         raise NotImplementedError
     def baselines(self, data:Data) -> dict: return {}
     def evaluate(self, model:nn.Module, data:Data, cfg:Config) -> dict: return {}
+    def report(self, model:nn.Module, data:Data, cfg:Config, run_dir=None) -> dict:
+        "The final evaluation of a trained model (tables, figures under `run_dir/figures`); the train notebook shows and saves it."
+        return {}
     def sample(self, model:nn.Module, data:Data, **kw): raise NotImplementedError
     def show(self, samples, **kw): raise NotImplementedError
 
@@ -61,7 +64,7 @@ def get_task(name:str) -> Task:
     "An instance of the task called `name`."
     if name not in TASKS:
         try: importlib.import_module(f'climbkit.{name}')
-        except ModuleNotFoundError: pass
+        except ModuleNotFoundError: known_tasks()  # a task may live in a module of another name
     if name not in TASKS:
         raise ClimbkitError(f"Unknown task {name!r}; expected one of: {', '.join(known_tasks()) or '(none)'}.")
     return TASKS[name]()

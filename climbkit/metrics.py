@@ -10,7 +10,8 @@ from typing import Sequence
 import torch
 
 # %% auto #0
-__all__ = ['perplexity', 'ngram_baselines', 'token_accuracy']
+__all__ = ['perplexity', 'ngram_baselines', 'token_accuracy', 'novelty', 'uniqueness', 'jaccard_diversity', 'js_divergence',
+           'ordinal_agreement']
 
 # %% ../nbs/05_metrics.ipynb #ece50db4
 def perplexity(loss_nats:float) -> float:
@@ -44,3 +45,41 @@ def token_accuracy(logits:torch.Tensor, targets:torch.Tensor, ignore_index:int=-
     "(correct, counted) next-token predictions, skipping `ignore_index` targets."
     mask = targets != ignore_index
     return int(((logits.argmax(-1) == targets) & mask).sum()), int(mask.sum())
+
+# %% ../nbs/05_metrics.ipynb #b4323d37
+def novelty(samples:Sequence[frozenset], reference) -> float:
+    "Share of `samples` not in `reference` (a set of frozensets)."
+    reference = reference if isinstance(reference, (set, frozenset)) else set(reference)
+    return sum(s not in reference for s in samples) / max(len(samples), 1)
+
+def uniqueness(samples:Sequence[frozenset]) -> float:
+    "Share of distinct samples."
+    return len(set(samples)) / max(len(samples), 1)
+
+def jaccard_diversity(samples:Sequence[frozenset], max_pairs:int=200_000, seed:int=0) -> float:
+    "Mean pairwise Jaccard distance (1 - |a & b| / |a | b|); a random subset of pairs when there are more than `max_pairs`."
+    n = len(samples)
+    if n < 2: return 0.0
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)] if n * (n - 1) // 2 <= max_pairs else None
+    if pairs is None:
+        g = torch.Generator().manual_seed(seed)
+        ij = torch.randint(0, n, (max_pairs, 2), generator=g).tolist()
+        pairs = [(i, j) for i, j in ij if i != j]
+    d = [1 - len(samples[i] & samples[j]) / max(len(samples[i] | samples[j]), 1) for i, j in pairs]
+    return sum(d) / len(d)
+
+def js_divergence(p:Sequence[float], q:Sequence[float]) -> float:
+    "Jensen-Shannon divergence in bits between two histograms (normalised here)."
+    p, q = torch.as_tensor(p, dtype=torch.float64), torch.as_tensor(q, dtype=torch.float64)
+    if p.shape != q.shape or p.sum() <= 0 or q.sum() <= 0: raise ValueError('expected two non-empty histograms of the same length')
+    p, q = p / p.sum(), q / q.sum()
+    m = (p + q) / 2
+    kl = lambda a: (a[a > 0] * (a[a > 0] / m[a > 0]).log2()).sum()
+    return float((kl(p) + kl(q)) / 2)
+
+def ordinal_agreement(pred:Sequence[int], target:Sequence[int]) -> dict:
+    "Exact and within-one accuracy and mean absolute error (in steps) of ordinal predictions."
+    pred, target = torch.as_tensor(pred), torch.as_tensor(target)
+    if len(pred) != len(target) or not len(pred): raise ValueError(f'expected equally long non-empty label lists, got {len(pred)} and {len(target)}')
+    err = (pred - target).abs().float()
+    return {'exact': float((err == 0).float().mean()), 'within_1': float((err <= 1).float().mean()), 'mae': float(err.mean()), 'n': len(pred)}
