@@ -539,7 +539,7 @@ class RouteTransformer(nn.Module):
         for b in self.blocks: x = b(x)
         return self.head(self.ln_f(x))
 
-# %% ../nbs/10_climb.ipynb #715aac18
+# %% ../nbs/10_climb.ipynb #21d7e563
 @torch.no_grad()
 def sample_routes(model:nn.Module, grade:str, n:int=6, temperature:float=1.0, top_k:int=0, seed:int|None=None,
                   tok:RouteTokenizer|None=None, constrained:bool=True) -> list[Route|None]:
@@ -548,6 +548,8 @@ def sample_routes(model:nn.Module, grade:str, n:int=6, temperature:float=1.0, to
     if temperature <= 0: raise ClimbkitError(f"Parameter 'temperature' must be positive, got {temperature}.")
     if top_k < 0: raise ClimbkitError(f"Parameter 'top_k' must be 0 (off) or a positive count, got {top_k}.")
     if n < 1: raise ClimbkitError(f"Parameter 'n' (samples) must be a positive count, got {n}.")
+    if str(grade).strip().upper() not in tok.board.grades:
+        raise ClimbkitError(f"Parameter 'grade' is {grade!r}; {tok.board.name} has grades {', '.join(tok.board.grades)}.")
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     dev = next(model.parameters()).device
     was_training = model.training; model.eval()
@@ -570,7 +572,7 @@ def sample_routes(model:nn.Module, grade:str, n:int=6, temperature:float=1.0, to
             out.append(None)
     return out
 
-# %% ../nbs/10_climb.ipynb #e96ea868
+# %% ../nbs/10_climb.ipynb #4525e641
 def _route_batch(b):
     n = int(b['lengths'].max())
     return {'tokens': b['tokens'][:, :n], 'grades': b['grades']}
@@ -582,12 +584,12 @@ class ClimbTask(Task):
     "Grade-conditioned route generation."
     name = 'climb'
     defaults = dict(data='builtin', n_routes=11000, angle=40, layout=0, d_model=256, n_layers=4, n_heads=8, dim_feedforward=768,
-                    max_seq_len=64, dropout=0.1, epochs=10, batch_size=64, lr=2e-3, warmup_steps=100, weight_decay=0.1,
+                    max_seq_len=0, dropout=0.1, epochs=10, batch_size=64, lr=2e-3, warmup_steps=100, weight_decay=0.1,
                     metric_samples=32, grader='auto')
     model_keys = ('d_model', 'n_layers', 'n_heads', 'dim_feedforward', 'max_seq_len')
     data_keys = ('data', 'n_routes', 'angle', 'layout')
     checks = {'d_model': _positive, 'n_layers': _positive, 'n_heads': _positive, 'dim_feedforward': _positive,
-              'max_seq_len': (lambda v: v >= RouteTokenizer().max_len, f'at least {2 + 2 * MAX_HOLDS + 3} (the longest route)'),
+              'max_seq_len': (lambda v: v >= 0, "0 (as long as the board's longest route) or a token count"),
               'dropout': (lambda v: 0 <= v < 1, 'between 0 and 1'), 'n_routes': (lambda v: v >= 10, 'at least 10'),
               'layout': (lambda v: v >= 0, "0 (the layout with most climbs) or a layout id"),
               'metric_samples': (lambda v: v >= 2, 'at least 2 routes per grade')}
@@ -599,6 +601,7 @@ class ClimbTask(Task):
         if cfg.data != 'builtin': cfg.data = str(Path(cfg.data).expanduser().resolve())  # found from any notebook later
         print(cd.report.summary() + (' (from cache)' if cd.cached else ''))
         tok = cd.tokenizer
+        if cfg.max_seq_len == 0: cfg.max_seq_len = tok.max_len  # saved resolved, so a resumed run keeps its shape
         if cfg.max_seq_len < tok.max_len:
             raise ClimbkitError(f"Parameter 'max_seq_len' ({cfg.max_seq_len}) is shorter than the longest route on "
                                 f"{cd.board.name} ({tok.max_len} tokens); expected at least {tok.max_len}.")

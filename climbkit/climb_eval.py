@@ -367,20 +367,21 @@ def climb_report(model, data, cfg, run_dir=None) -> dict:
     if run_dir: save_figure(fig, Path(run_dir)/'figures'/'distribution.png')
     return {'route_metrics': rows, 'grader': str(path) if path else None}
 
-# %% ../nbs/12_climb_eval.ipynb #80961a97
+# %% ../nbs/12_climb_eval.ipynb #e690fd41
 class GenerationPanel:
     "ipywidgets panel: run, grader, grade, temperature, top-k, count, seed, constrained; Generate draws the routes."
     def __init__(self, out_dir='runs', run=None, grader=None):
         import ipywidgets as W
         self.out_dir = Path(out_dir)
         runs = list_runs(out_dir, 'climb', 'best.pt')
-        if run is not None and Path(run) not in runs: runs.insert(0, Path(run))
+        if run is not None and Path(run) not in runs: runs.insert(0, Path(run))  # a run picked from elsewhere
         if not runs: raise ClimbkitError(f"No trained climb run (with checkpoints/best.pt) under {Path(out_dir).resolve()}; train one first (make train).")
         graders = list_runs(out_dir, 'climb_grade', 'best.pt')
         if grader is not None and Path(grader) not in graders: graders.insert(0, Path(grader))
         self._models, self._graders = {}, {}
         style = {'description_width': '90px'}
-        self.run = W.Dropdown(options=[(d.name, str(d)) for d in runs], description='run', style=style)
+        self.run = W.Dropdown(options=[(d.name, str(d)) for d in runs], value=str(run if run is not None else runs[0]),
+                              description='run', style=style)
         self.grader = W.Dropdown(options=[('auto (same data)', 'auto'), ('none', 'none')] + [(d.name, str(d)) for d in graders],
                                  value=str(grader) if grader is not None else 'auto', description='grader', style=style)
         self.grade = W.Dropdown(description='grade', style=style)

@@ -1,0 +1,98 @@
+"Issue 3: the grade predictor task, route metrics in the train notebook, the generate notebook and its widget panel."
+import json, sys, subprocess
+from pathlib import Path
+import pytest
+from conftest import ROOT, SHARED, TINY, papermill, notebook_text
+from climbkit.core import ClimbkitError, raises
+from climbkit.learner import start_run
+from climbkit.climb import Route, moonboard
+from climbkit.climb_eval import (GenerationPanel, load_generator, load_grader, find_grader, evaluate_generator,
+                                 route_metrics, largest_gap)
+
+GEN = dict(d_model=32, n_layers=1, n_heads=2, dim_feedforward=64, batch_size=64, threads=1, n_routes=800, metric_samples=4)
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+    "A grader and a generator on the same built-in data, trained in-process for a couple of epochs."
+    d = tmp_path_factory.mktemp('runs')
+    _, g = start_run(task='climb_grade', n_routes=800, hidden=32, epochs=3, threads=1, out_dir=d, name='grader'); g.fit()
+    _, c = start_run(task='climb', epochs=2, out_dir=d, name='gen', **GEN); c.fit()
+    return d
+
+def test_grade_task_through_the_train_notebook(tmp_path):
+    out = tmp_path/'grade.ipynb'
+    papermill(out, {'task': 'climb_grade', 'n_routes': 1200, 'epochs': 4, 'hidden': 32, 'threads': 1,
+                    'out_dir': tmp_path/'runs', 'name': 'g'})
+    run = tmp_path/'runs'/'g'
+    res = json.loads((run/'results.json').read_text())
+    acc = res['grade_accuracy']
+    assert set(acc) >= {'model', 'majority class'} and res['test_routes'] == 120
+    assert all(0 <= acc['model'][s]['exact'] <= acc['model'][s]['within_1'] <= 1 for s in ('font', 'v'))
+    assert (run/'figures'/'confusion.png').exists() and not (run/'figures'/'samples.png').exists()
+    text = notebook_text(out)
+    assert 'GradeNet (Duh & Chang 2021) (published)' in text and 'majority class' in text
+
+def test_train_notebook_reports_route_metrics(tmp_path, runs):
+    out = tmp_path/'gen.ipynb'
+    papermill(out, {**TINY, 'metric_samples': 4, 'out_dir': runs, 'name': 'gen2'})
+    res = json.loads((runs/'gen2'/'results.json').read_text())
+    m = res['route_metrics']
+    assert m['constrained']['validity'] == 1.0 and 0 <= m['unconstrained']['validity'] <= 1
+    assert res['grader'] == str(runs/'grader') and 'grade_mae' in m['constrained']
+    assert (runs/'gen2'/'figures'/'distribution.png').exists()
+    assert 'unconstrained' in notebook_text(out)
+
+def test_generate_notebook_by_papermill(tmp_path, runs):
+    out = tmp_path/'generate.ipynb'
+    cmd = [str(Path(sys.executable).parent/'papermill'), str(ROOT/'nbs'/'generate.ipynb'), str(out), '--log-output',
+           '-p', 'run', str(runs/'gen'), '-p', 'grade', '7A', '-p', 'n', '6', '-p', 'metric_samples', '3']
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    text = notebook_text(out)
+    assert f'generator: {runs/"gen"}' in text and f'grader: {runs/"grader"}' in text
+    assert 'asked for 7A (V6)' in text and 'constrained 7A' in text and 'unconstrained' in text
+    nb = json.loads(out.read_text())
+    pngs = sum('image/png' in o.get('data', {}) for c in nb['cells'] for o in c.get('outputs', []))
+    assert pngs >= 2  # the route grid and the distribution plot
+
+def test_generate_notebook_names_a_wrong_run(tmp_path, runs):
+    cmd = [str(Path(sys.executable).parent/'papermill'), str(ROOT/'nbs'/'generate.ipynb'), str(tmp_path/'x.ipynb'),
+           '-p', 'run', str(runs/'grader')]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode != 0 and "is of task 'climb_grade', expected 'climb'" in p.stderr + p.stdout
+
+def test_panel_headless(runs):
+    panel = GenerationPanel(runs, run=runs/'gen')
+    assert panel.run.value == str(runs/'gen') and panel.grader.value == 'auto' and len(panel.run.options) >= 1
+    assert ('7B (V8)', '7B') in panel.grade.options
+    panel.grade.value, panel.n.value, panel.seed.value, panel.temperature.value, panel.top_k.value = '7B', 5, 11, 0.9, 10
+    panel.button.click()
+    assert len(panel.routes) == 5 and all(r.grade == '7B' and not moonboard().problems(r) for r in panel.routes)
+    assert len(panel.figure.axes) == 5 and all(ax.get_xlabel().startswith('graded ') for ax in panel.figure.axes)
+    assert 'graded by grader' in panel.status.value
+    first = panel.routes
+    panel.button.click(); assert panel.routes == first
+    panel.grader.value = 'none'; panel.constrained.value = False; panel.seed.value = 12
+    panel.button.click()
+    assert len(panel.routes) == 5 and 'no grader' in panel.status.value
+
+def test_metrics_measure_what_they_say():
+    board = moonboard()
+    real = [Route(['A1'], ['A5'], ['A18'], '6A'), Route(['B1'], ['B5'], ['B18'], '6A')]
+    copies = real * 2
+    m = route_metrics(copies, ['6A'] * 4, board, real, reach=20)
+    assert m['validity'] == 1 and m['novelty'] == 0 and m['uniqueness'] == 0.5 and m['holds_js'] == 0
+    far = Route(['A1'], ['K2'], ['A18'], '6A')  # a 16-row move from K2 to A18
+    assert largest_gap(far, board) > 15
+    m = route_metrics([far, None], ['6A'] * 2, board, real, reach=13)
+    assert m['validity'] == 0.5 and m['plausibility'] == 0 and m['novelty'] == 1
+
+def test_grader_of_another_board_is_refused(runs, tmp_path):
+    gen = load_generator(runs/'gen')
+    other = tmp_path/'compact.json'
+    other.write_text(json.dumps([{'Grade': g, 'Moves': ['A2', 'C7', 'A18']} for g in ('6B', '7A')] * 20))
+    _, g = start_run(task='climb_grade', data=str(other), epochs=1, hidden=8, threads=1, out_dir=tmp_path/'r', name='og'); g.fit()
+    assert find_grader(gen.board, tmp_path/'r') is None
+    raises(evaluate_generator, gen, ['7A'], 2, grader=load_grader(tmp_path/'r'/'og'), match='cannot grade these routes')
+    raises(load_generator, tmp_path/'r'/'og', match="is of task 'climb_grade'")
+    raises(load_grader, tmp_path/'nowhere', match='is not a run folder')
