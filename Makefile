@@ -5,10 +5,14 @@ BIN    := $(VENV)/bin
 # papermill starts the notebook kernel with `python` from PATH: make it the venv's
 export PATH := $(abspath $(BIN)):$(PATH)
 
-RUN  ?= climb-$(shell date +%Y%m%d-%H%M%S)
+# expanded once, so every step of a run uses the same name
+ifndef RUN
+RUN := climb-$(shell date +%Y%m%d-%H%M%S)
+endif
 ARGS ?=
+GRADER_ARGS ?=
 
-.PHONY: setup train test export check-export nbdev-test pytest bench lab clean
+.PHONY: setup train train-grader generate test export check-export nbdev-test pytest bench lab clean
 
 $(BIN)/.climbkit-installed: settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,11 +23,23 @@ $(BIN)/.climbkit-installed: settings.ini setup.py
 
 setup: $(BIN)/.climbkit-installed
 
-## train: papermill run of nbs/train.ipynb with its defaults (add ARGS='-p epochs 20 ...'); the run folder is runs/$(RUN)
-train: setup
+## train: the grade predictor (runs/grade-$(RUN)), then the route generator (runs/$(RUN)), each a papermill run of
+## nbs/train.ipynb with its defaults (add ARGS='-p epochs 20 ...' for the generator); the generator's report uses the grader
+train: setup train-grader
 	@mkdir -p runs/$(RUN)
 	$(BIN)/papermill nbs/train.ipynb runs/$(RUN)/train.ipynb -p name $(RUN) -p out_dir runs --log-output $(ARGS)
 	@echo "run folder: runs/$(RUN)"
+
+train-grader: setup
+	@mkdir -p runs/grade-$(RUN)
+	$(BIN)/papermill nbs/train.ipynb runs/grade-$(RUN)/train.ipynb -p task climb_grade -p name grade-$(RUN) -p out_dir runs --log-output $(GRADER_ARGS)
+
+## generate: routes and metrics of a trained run (default: the newest climb run): make generate [GEN_RUN=runs/<name>] [ARGS='-p grade 7B']
+GEN_RUN ?= $(shell $(BIN)/python -c "from climbkit.core import list_runs; r = list_runs('runs', 'climb', 'best.pt'); print(r[0] if r else '')" 2>/dev/null)
+generate: setup
+	@test -n "$(GEN_RUN)" || (echo "no trained climb run under runs/: run 'make train' first" && exit 1)
+	$(BIN)/papermill nbs/generate.ipynb $(GEN_RUN)/generate.ipynb -p run $(GEN_RUN) --log-output $(ARGS)
+	@echo "rendered: $(GEN_RUN)/generate.ipynb"
 
 ## test: climbkit/ must equal what nbdev_export writes; then nbdev_test and pytest
 test: setup check-export nbdev-test pytest
