@@ -22,10 +22,11 @@ from .climb import (Board, Route, RouteTokenizer, RouteTransformer, ClimbTask, c
                             draw_routes, V_SCALE, MIN_HOLDS)
 
 # %% auto #0
-__all__ = ['PUBLISHED', 'METRIC_NAMES', 'route_features', 'GradePredictor', 'soft_labels', 'to_v_index', 'ClimbGradeTask',
-           'format_grade_table', 'save_figure', 'plot_confusion', 'Generator', 'load_generator', 'Grader',
-           'load_grader', 'find_grader', 'hold_set', 'largest_gap', 'reach_of', 'route_metrics', 'evaluate_generator',
-           'metrics_table', 'plot_distribution_match', 'climb_report', 'GenerationPanel']
+__all__ = ['PUBLISHED', 'METRIC_NAMES', 'route_features', 'GradePredictor', 'soft_labels', 'to_v_index', 'grade_decodings',
+           'ClimbGradeTask', 'format_grade_table', 'save_figure', 'plot_confusion', 'Generator', 'load_generator',
+           'Grader', 'load_grader', 'find_grader', 'hold_set', 'largest_gap', 'reach_of', 'route_metrics',
+           'real_grade_reference', 'evaluate_generator', 'metrics_table', 'plot_distribution_match', 'climb_report',
+           'GenerationPanel']
 
 # %% ../nbs/12_climb_eval.ipynb #7e8375e2
 def route_features(routes:Sequence[Route], board:Board) -> torch.Tensor:
@@ -56,11 +57,20 @@ def soft_labels(y:torch.Tensor, n_classes:int, sigma:float) -> torch.Tensor:
     w = torch.exp(-0.5 * (d / sigma) ** 2)
     return w / w.sum(1, keepdim=True)
 
-# %% ../nbs/12_climb_eval.ipynb #37730b50
+# %% ../nbs/12_climb_eval.ipynb #e6af93f4
 def to_v_index(grades:Sequence[str], idx) -> torch.Tensor:
     "Map indices into `grades` (Font) to indices on the V scale."
     vs = sorted({V_SCALE[g] for g in grades}, key=lambda v: int(v[1:]))
     return torch.tensor([vs.index(V_SCALE[grades[int(i)]]) for i in idx])
+
+def grade_decodings(probs:torch.Tensor, grades:Sequence[str]) -> tuple[dict, dict]:
+    "Font and V-scale predictions from grade probabilities: the most likely grade (`argmax`) and the `median` grade."
+    vs = sorted({V_SCALE[g] for g in grades}, key=lambda v: int(v[1:]))
+    to_v = torch.zeros(len(grades), len(vs))
+    for i, g in enumerate(grades): to_v[i, vs.index(V_SCALE[g])] = 1
+    median = lambda p: (p.cumsum(-1) < 0.5).sum(-1).clamp(max=p.shape[-1] - 1)
+    pv = probs @ to_v  # a V grade's probability is the sum of its Font grades'
+    return {'argmax': probs.argmax(-1), 'median': median(probs)}, {'argmax': pv.argmax(-1), 'median': median(pv)}
 
 PUBLISHED = [('GradeNet (Duh & Chang 2021)', 0.467, 0.847, None), ('Petashvili & Rodda (2023)', None, None, 0.86)]
 
@@ -71,7 +81,7 @@ class ClimbGradeTask(Task):
     "Predict a route's grade from its holds."
     name = 'climb_grade'
     defaults = dict(data='builtin', n_routes=11000, angle=40, layout=0, test_frac=0.1, hidden=256, n_layers=2, dropout=0.5,
-                    label_sigma=0.0, epochs=40, batch_size=128, lr=1e-3, warmup_steps=50, weight_decay=0.05, patience=8)
+                    label_sigma=0.7, epochs=40, batch_size=128, lr=1e-3, warmup_steps=50, weight_decay=0.05, patience=8)
     model_keys = ('hidden', 'n_layers')
     data_keys = ('data', 'n_routes', 'angle', 'layout', 'test_frac')
     checks = {'hidden': _positive('hidden'), 'n_layers': (lambda v: v >= 0, 'a count of hidden layers, 0 or more'),
@@ -108,11 +118,14 @@ class ClimbGradeTask(Task):
         return {'grade prior': float(-(prior / prior.sum()).log()[y[data.info['valid_idx']]].mean())}
 
     @torch.no_grad()
-    def predict(self, model, x:torch.Tensor) -> torch.Tensor:
+    def predict_proba(self, model, x:torch.Tensor) -> torch.Tensor:
+        "Grade probabilities for the multi-hot routes `x`."
         was = model.training; model.eval()
         dev = next(model.parameters()).device
-        out = torch.cat([model(x[i:i + 4096].to(dev)).float().argmax(-1).cpu() for i in range(0, len(x), 4096)])
+        out = torch.cat([model(x[i:i + 4096].to(dev)).float().softmax(-1).cpu() for i in range(0, len(x), 4096)])
         model.train(was); return out
+
+    def predict(self, model, x:torch.Tensor) -> torch.Tensor: return self.predict_proba(model, x).argmax(-1)
 
     def evaluate(self, model, data, cfg) -> dict:
         idx = data.info['valid_idx']
@@ -123,21 +136,22 @@ class ClimbGradeTask(Task):
         "Test-split accuracy of `model` beside the majority-class baseline and the published figures; a confusion matrix."
         info, grades = data.info, data.info['board'].grades
         test, y = info['test_idx'], info['y']
-        pred = self.predict(model, info['x'][test])
-        majority = int(torch.bincount(y[info['train_idx']]).argmax())
-        rows = {'model': pred, 'majority class': torch.full_like(pred, majority)}
-        table = {}
-        for label, p in rows.items():
-            table[label] = {'font': ordinal_agreement(p, y[test]), 'v': ordinal_agreement(to_v_index(grades, p), to_v_index(grades, y[test]))}
+        font, v = grade_decodings(self.predict_proba(model, info['x'][test]), grades)
+        y_font, y_v = y[test], to_v_index(grades, y[test])
+        maj_font = int(torch.bincount(y[info['train_idx']]).argmax())
+        maj_v = int(torch.bincount(to_v_index(grades, y[info['train_idx']])).argmax())
+        rows = {'model, most likely grade': (font['argmax'], v['argmax']), 'model, median grade': (font['median'], v['median']),
+                'majority class': (torch.full_like(y_font, maj_font), torch.full_like(y_v, maj_v))}
+        table = {k: {'font': ordinal_agreement(f, y_font), 'v': ordinal_agreement(vv, y_v)} for k, (f, vv) in rows.items()}
         rated = (info['repeats'][test] >= 5).nonzero().flatten()
         if len(rated) >= 20:
-            table['model, routes repeated 5+ times'] = {
-                'font': ordinal_agreement(pred[rated], y[test][rated]),
-                'v': ordinal_agreement(to_v_index(grades, pred[rated]), to_v_index(grades, y[test][rated]))}
-        out = {'test_routes': len(test), 'majority_grade': grades[majority], 'grade_accuracy': table,
+            for k in ('model, most likely grade', 'model, median grade'):
+                f, vv = rows[k]
+                table[f'{k} (repeated 5+ times)'] = {'font': ordinal_agreement(f[rated], y_font[rated]), 'v': ordinal_agreement(vv[rated], y_v[rated])}
+        out = {'test_routes': len(test), 'majority_grade': grades[maj_font], 'grade_accuracy': table,
                'published': [dict(zip(('source', 'exact', 'within_1', 'mae'), r)) for r in PUBLISHED]}
         print(format_grade_table(out))
-        fig = plot_confusion(pred, y[test], grades)
+        fig = plot_confusion(font['argmax'], y_font, grades)
         if run_dir: save_figure(fig, Path(run_dir)/'figures'/'confusion.png')
         return out
 
@@ -177,7 +191,7 @@ def plot_confusion(pred, target, grades:Sequence[str], ax=None):
             if m[i, j]: ax.text(j, i, int(m[i, j]), ha='center', va='center', fontsize=5, color='k')
     return ax.figure
 
-# %% ../nbs/12_climb_eval.ipynb #ffe4959c
+# %% ../nbs/12_climb_eval.ipynb #626c0c8b
 def _resolve_data(cfg:dict, run_dir:Path) -> str:
     data = cfg.get('data', 'builtin')
     if data == 'builtin' or Path(data).expanduser().exists(): return data
@@ -225,10 +239,11 @@ def load_generator(run_dir) -> Generator:
 
 @dataclass
 class Grader:
-    "A trained grade predictor and its board."
+    "A trained grade predictor, its board, and the real routes it never saw in training (its test split)."
     model: nn.Module
     board: Board
     run_dir: Path|None = None
+    test_routes: list|None = None
     @torch.no_grad()
     def predict(self, routes:Sequence[Route]) -> list[str]:
         "The predicted Font grade of each route."
@@ -243,7 +258,8 @@ def load_grader(run_dir) -> Grader:
     ck = load_checkpoint_file(path)
     check_model_matches(ck, model, cfg, ClimbGradeTask.model_keys, path)
     model.load_state_dict(ck['model']); model.eval()
-    return Grader(model, cd.board, run_dir)
+    _, test = split_indices(len(cd.tensors['grades']), cfg.get('test_frac', 0.1), seed=0)  # as in ClimbGradeTask.build_data
+    return Grader(model, cd.board, run_dir, cd.routes(test.tolist()))
 
 def find_grader(board:Board, out_dir='runs') -> Path|None:
     "The newest `climb_grade` run under `out_dir` whose board is `board` (None if there is none)."
@@ -254,7 +270,7 @@ def find_grader(board:Board, out_dir='runs') -> Path|None:
         if cd.board == board: return d
     return None
 
-# %% ../nbs/12_climb_eval.ipynb #5d07bd26
+# %% ../nbs/12_climb_eval.ipynb #94b4ccaa
 def hold_set(r:Route) -> frozenset: return frozenset(r.holds)
 
 def largest_gap(r:Route, board:Board) -> float:
@@ -294,16 +310,30 @@ def route_metrics(samples:Sequence[Route|None], wanted:Sequence[str], board:Boar
         pred = grader.predict(valid)
         a = ordinal_agreement([g.index(p) for p in pred], [g.index(wanted[i]) for i in ok])
         m.update(grade_exact=a['exact'], grade_within_1=a['within_1'], grade_mae=a['mae'])
+        m.update(real_grade_reference(grader, wanted))
     return m
 
-# %% ../nbs/12_climb_eval.ipynb #62c40d04
+def real_grade_reference(grader:Grader, wanted:Sequence[str]) -> dict:
+    "How well the grader grades real routes it never saw, of the `wanted` grades (each grade weighted as in `wanted`)."
+    by = {}
+    for r in grader.test_routes or []: by.setdefault(r.grade, []).append(r)
+    counts = {w: wanted.count(w) for w in set(wanted) if by.get(w)}
+    if not counts: return {}
+    g, tot, res = grader.board.grades, sum(counts.values()), {'real_grade_exact': 0.0, 'real_grade_mae': 0.0}
+    for w, c in counts.items():
+        a = ordinal_agreement([g.index(p) for p in grader.predict(by[w])], [g.index(w)] * len(by[w]))
+        res['real_grade_exact'] += a['exact'] * c / tot; res['real_grade_mae'] += a['mae'] * c / tot
+    return res
+
+# %% ../nbs/12_climb_eval.ipynb #c58c13ba
 def evaluate_generator(gen:Generator, grades:Sequence[str]|None=None, n:int=32, temperature:float=1.0, top_k:int=0,
-                       seed:int=0, grader:Grader|None=None, per_grade:bool=False) -> tuple[dict, dict]:
+                       seed:int=0, grader:Grader|None=None, per_grade:bool=False, min_routes:int=10) -> tuple[dict, dict]:
     "({decoding: metrics} (and {decoding/grade: metrics} if `per_grade`), {decoding: samples})."
     train = gen.train_routes()
-    present = {r.grade for r in train}
-    grades = [g for g in (grades or gen.board.grades) if g in present]
-    if not grades: raise ClimbkitError(f'None of the requested grades has training routes; the data have {sorted(present)}.')
+    count = {g: sum(r.grade == g for r in train) for g in gen.board.grades}
+    grades = [g for g in (grades or gen.board.grades) if count.get(g, 0) >= min_routes]
+    if not grades: raise ClimbkitError(f'None of the requested grades has {min_routes}+ training routes; the data have '
+                                       f"{', '.join(f'{g}: {c}' for g, c in count.items() if c)}.")
     if grader is not None and grader.board != gen.board:
         raise ClimbkitError(f'Grader {grader.run_dir} was trained on {grader.board.name}, not on {gen.board.name}; it cannot grade these routes.')
     reach = reach_of(train, gen.board)
@@ -322,7 +352,8 @@ def evaluate_generator(gen:Generator, grades:Sequence[str]|None=None, n:int=32, 
 
 METRIC_NAMES = {'validity': 'valid', 'plausibility': 'plausible', 'novelty': 'novel', 'uniqueness': 'unique',
                 'diversity': 'diversity', 'real_diversity': 'real div.', 'holds_js': 'JS holds', 'usage_js': 'JS usage',
-                'grade_exact': 'grade exact', 'grade_within_1': 'grade ±1', 'grade_mae': 'grade MAE'}
+                'grade_exact': 'grade exact', 'grade_within_1': 'grade ±1', 'grade_mae': 'grade MAE',
+                'real_grade_exact': 'real: exact', 'real_grade_mae': 'real: MAE'}
 
 def metrics_table(rows:dict):
     "The metric rows as a pandas DataFrame (rows: decodings, columns: metrics)."

@@ -26,8 +26,9 @@ def test_grade_task_through_the_train_notebook(tmp_path):
     run = tmp_path/'runs'/'g'
     res = json.loads((run/'results.json').read_text())
     acc = res['grade_accuracy']
-    assert set(acc) >= {'model', 'majority class'} and res['test_routes'] == 120
-    assert all(0 <= acc['model'][s]['exact'] <= acc['model'][s]['within_1'] <= 1 for s in ('font', 'v'))
+    assert set(acc) >= {'model, most likely grade', 'model, median grade', 'majority class'} and res['test_routes'] == 120
+    m = acc['model, most likely grade']
+    assert all(0 <= m[s]['exact'] <= m[s]['within_1'] <= 1 for s in ('font', 'v'))
     assert (run/'figures'/'confusion.png').exists() and not (run/'figures'/'samples.png').exists()
     text = notebook_text(out)
     assert 'GradeNet (Duh & Chang 2021) (published)' in text and 'majority class' in text
@@ -96,3 +97,19 @@ def test_grader_of_another_board_is_refused(runs, tmp_path):
     raises(evaluate_generator, gen, ['7A'], 2, grader=load_grader(tmp_path/'r'/'og'), match='cannot grade these routes')
     raises(load_generator, tmp_path/'r'/'og', match="is of task 'climb_grade'")
     raises(load_grader, tmp_path/'nowhere', match='is not a run folder')
+
+def test_kilter_database_end_to_end(tmp_path):
+    "A Kilter-style sqlite database: grader and generator train on it, the generator's routes use its holds and feet."
+    from climbkit.aurora import make_aurora_test_db
+    db = make_aurora_test_db(tmp_path/'kilter.sqlite', n_climbs=400)
+    runs = tmp_path/'runs'
+    _, g = start_run(task='climb_grade', data=str(db), epochs=2, hidden=32, threads=1, out_dir=runs, name='kg'); g.fit()
+    out = tmp_path/'k.ipynb'
+    papermill(out, {**TINY, 'data': db, 'sample_grades': '6A 7A', 'out_dir': runs, 'name': 'kilter'})
+    res = json.loads((runs/'kilter'/'results.json').read_text())
+    assert res['grader'] == str(runs/'kg') and res['route_metrics']['constrained']['validity'] == 1.0
+    gen = load_generator(runs/'kilter')
+    assert gen.board.feet and gen.board.name.startswith('Kilter') and len(gen.tokenizer) > 49
+    routes = gen.sample('6A', 6, seed=0)
+    assert all(not gen.board.problems(r) for r in routes) and all(h.startswith('p') for r in routes for h in r.holds)
+    assert 'built-in' not in notebook_text(out)
