@@ -22,33 +22,55 @@ from .climb import (Board, Route, RouteTokenizer, RouteTransformer, ClimbTask, c
                             draw_routes, V_SCALE, MIN_HOLDS)
 
 # %% auto #0
-__all__ = ['PUBLISHED', 'METRIC_NAMES', 'route_features', 'GradePredictor', 'soft_labels', 'to_v_index', 'grade_decodings',
-           'ClimbGradeTask', 'format_grade_table', 'save_figure', 'plot_confusion', 'Generator', 'load_generator',
-           'Grader', 'load_grader', 'find_grader', 'hold_set', 'largest_gap', 'reach_of', 'route_metrics',
-           'real_grade_reference', 'evaluate_generator', 'metrics_table', 'plot_distribution_match', 'climb_report',
-           'GenerationPanel']
+__all__ = ['PUBLISHED', 'METRIC_NAMES', 'route_features', 'GradePredictor', 'GradeCNN', 'make_grade_model', 'soft_labels',
+           'to_v_index', 'grade_decodings', 'ClimbGradeTask', 'format_grade_table', 'save_figure', 'plot_confusion',
+           'Generator', 'load_generator', 'Grader', 'load_grader', 'find_grader', 'hold_set', 'largest_gap', 'reach_of',
+           'route_metrics', 'real_grade_reference', 'evaluate_generator', 'metrics_table', 'plot_distribution_match',
+           'climb_report', 'GenerationPanel']
 
-# %% ../nbs/12_climb_eval.ipynb #7e8375e2
+# %% ../nbs/12_climb_eval.ipynb #7e86f0c3
 def route_features(routes:Sequence[Route], board:Board) -> torch.Tensor:
-    "Multi-hot (routes, roles x holds) float tensor; raises `ValueError` for a hold not on `board`."
-    index = {h: i for i, h in enumerate(board.holds)}
-    x = torch.zeros(len(routes), len(board.roles), len(board))
+    "Multi-hot (routes, roles, rows, columns) float tensor; raises `ValueError` for a hold not on `board`."
+    xi, yi = {x: i for i, x in enumerate(board.xs)}, {y: i for i, y in enumerate(board.ys)}
+    x = torch.zeros(len(routes), len(board.roles), len(board.ys), len(board.xs))
     for n, r in enumerate(routes):
         for k, role in enumerate(board.roles):
             for h in getattr(r, role):
-                if h not in index: raise ValueError(f'route {n} ({r}) uses hold {h}, which is not on board {board.name!r}')
-                x[n, k, index[h]] = 1
-    return x.flatten(1)
+                if h not in board.holds: raise ValueError(f'route {n} ({r}) uses hold {h}, which is not on board {board.name!r}')
+                hx, hy = board.holds[h]
+                x[n, k, yi[hy], xi[hx]] = 1
+    return x
 
-# %% ../nbs/12_climb_eval.ipynb #eac65275
+# %% ../nbs/12_climb_eval.ipynb #9ecd32f6
 class GradePredictor(nn.Module):
-    "An MLP from a route's multi-hot holds to logits over the board's grades."
+    "An MLP from a route's board picture to logits over the board's grades."
     def __init__(self, n_inputs:int, n_grades:int, hidden:int=256, n_layers:int=2, dropout:float=0.5):
         super().__init__()
         layers, d = [], n_inputs
         for _ in range(n_layers): layers += [nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout)]; d = hidden
         self.body, self.head = nn.Sequential(*layers), nn.Linear(d, n_grades)
-    def forward(self, x): return self.head(self.body(x))
+    def forward(self, x): return self.head(self.body(x.flatten(1)))
+
+class GradeCNN(nn.Module):
+    "Convolutions over the (roles, rows, columns) board picture, plus a linear path from every pixel to the logits."
+    def __init__(self, n_roles:int, n_rows:int, n_cols:int, n_grades:int, channels:int=16, hidden:int=64, dropout:float=0.5):
+        super().__init__()
+        c = channels
+        self.features = nn.Sequential(nn.Conv2d(n_roles, c, 3, padding=1), nn.GELU(), nn.Conv2d(c, c, 3, padding=1), nn.GELU(),
+                                      nn.MaxPool2d(2, ceil_mode=True), nn.Conv2d(c, 2 * c, 3, padding=1), nn.GELU(),
+                                      nn.AdaptiveMaxPool2d((max(1, n_rows // 4), max(1, n_cols // 4))))
+        flat = 2 * c * max(1, n_rows // 4) * max(1, n_cols // 4)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat, hidden), nn.GELU(),
+                                  nn.Dropout(dropout), nn.Linear(hidden, n_grades))
+        self.wide = nn.Linear(n_roles * n_rows * n_cols, n_grades)
+    def forward(self, x): return self.head(self.features(x)) + self.wide(x.flatten(1))
+
+def make_grade_model(arch:str, board:Board, hidden:int, n_layers:int, channels:int, dropout:float) -> nn.Module:
+    "The grade predictor `arch` ('cnn' or 'mlp') for `board`."
+    shape = (len(board.roles), len(board.ys), len(board.xs))
+    if arch == 'cnn': return GradeCNN(*shape, len(board.grades), channels, hidden, dropout)
+    if arch == 'mlp': return GradePredictor(math.prod(shape), len(board.grades), hidden, n_layers, dropout)
+    raise ClimbkitError(f"Parameter 'arch' must be 'cnn' or 'mlp', got {arch!r}.")
 
 def soft_labels(y:torch.Tensor, n_classes:int, sigma:float) -> torch.Tensor:
     "One-hot targets (sigma 0) or a Gaussian over neighbouring classes with std `sigma` steps."
@@ -57,7 +79,7 @@ def soft_labels(y:torch.Tensor, n_classes:int, sigma:float) -> torch.Tensor:
     w = torch.exp(-0.5 * (d / sigma) ** 2)
     return w / w.sum(1, keepdim=True)
 
-# %% ../nbs/12_climb_eval.ipynb #e6af93f4
+# %% ../nbs/12_climb_eval.ipynb #c563f150
 def to_v_index(grades:Sequence[str], idx) -> torch.Tensor:
     "Map indices into `grades` (Font) to indices on the V scale."
     vs = sorted({V_SCALE[g] for g in grades}, key=lambda v: int(v[1:]))
@@ -80,11 +102,13 @@ def _positive(name): return (lambda v: v > 0, 'a positive integer')
 class ClimbGradeTask(Task):
     "Predict a route's grade from its holds."
     name = 'climb_grade'
-    defaults = dict(data='builtin', n_routes=11000, angle=40, layout=0, test_frac=0.1, hidden=256, n_layers=2, dropout=0.5,
-                    label_sigma=0.7, epochs=40, batch_size=128, lr=1e-3, warmup_steps=50, weight_decay=0.05, patience=8)
-    model_keys = ('hidden', 'n_layers')
+    defaults = dict(data='builtin', n_routes=11000, angle=40, layout=0, test_frac=0.1, arch='cnn', channels=16, hidden=64,
+                    n_layers=2, dropout=0.5, label_sigma=0.7, epochs=60, batch_size=128, lr=1e-3, warmup_steps=50,
+                    weight_decay=0.05, patience=10)
+    model_keys = ('arch', 'channels', 'hidden', 'n_layers')
     data_keys = ('data', 'n_routes', 'angle', 'layout', 'test_frac')
-    checks = {'hidden': _positive('hidden'), 'n_layers': (lambda v: v >= 0, 'a count of hidden layers, 0 or more'),
+    checks = {'arch': (lambda v: v in ('cnn', 'mlp'), "'cnn' or 'mlp'"), 'channels': _positive('channels'),
+              'hidden': _positive('hidden'), 'n_layers': (lambda v: v >= 0, 'a count of hidden layers, 0 or more'),
               'dropout': (lambda v: 0 <= v < 1, 'between 0 and 1'), 'label_sigma': (lambda v: v >= 0, '0 (one-hot) or a positive width in grades'),
               'test_frac': (lambda v: 0 < v < 0.5, 'between 0 and 0.5'), 'n_routes': (lambda v: v >= 10, 'at least 10')}
 
@@ -104,7 +128,7 @@ class ClimbGradeTask(Task):
                      'report': cd.report, 'repeats': cd.tensors['repeats']})
 
     def build_model(self, cfg, data) -> nn.Module:
-        return GradePredictor(data.info['x'].shape[1], len(data.info['board'].grades), cfg.hidden, cfg.n_layers, cfg.dropout)
+        return make_grade_model(cfg.arch, data.info['board'], cfg.hidden, cfg.n_layers, cfg.channels, cfg.dropout)
 
     def loss(self, model, batch):
         logits = model(batch['x']).float()
@@ -191,7 +215,7 @@ def plot_confusion(pred, target, grades:Sequence[str], ax=None):
             if m[i, j]: ax.text(j, i, int(m[i, j]), ha='center', va='center', fontsize=5, color='k')
     return ax.figure
 
-# %% ../nbs/12_climb_eval.ipynb #626c0c8b
+# %% ../nbs/12_climb_eval.ipynb #9686bc92
 def _resolve_data(cfg:dict, run_dir:Path) -> str:
     data = cfg.get('data', 'builtin')
     if data == 'builtin' or Path(data).expanduser().exists(): return data
@@ -254,7 +278,7 @@ class Grader:
 def load_grader(run_dir) -> Grader:
     "The best checkpoint of a `climb_grade` run."
     run_dir, cfg, path, cd = _load_run(run_dir, 'climb_grade')
-    model = GradePredictor(len(cd.board.roles) * len(cd.board), len(cd.board.grades), cfg['hidden'], cfg['n_layers'], 0.0)
+    model = make_grade_model(cfg.get('arch', 'mlp'), cd.board, cfg['hidden'], cfg['n_layers'], cfg.get('channels', 16), 0.0)
     ck = load_checkpoint_file(path)
     check_model_matches(ck, model, cfg, ClimbGradeTask.model_keys, path)
     model.load_state_dict(ck['model']); model.eval()
