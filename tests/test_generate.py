@@ -73,6 +73,8 @@ def test_panel_headless(runs):
     assert 'graded by grader' in panel.status.value
     first = panel.routes
     panel.button.click(); assert panel.routes == first
+    assert panel.checkpoint.value == 'best.pt' and set(panel.checkpoint.options) >= {'best.pt', 'latest.pt'}
+    panel.checkpoint.value = 'latest.pt'; panel.button.click(); assert len(panel.routes) == 5
     panel.grader.value = 'none'; panel.constrained.value = False; panel.seed.value = 12
     panel.button.click()
     assert len(panel.routes) == 5 and 'no grader' in panel.status.value
