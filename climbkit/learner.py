@@ -17,10 +17,11 @@ from .data import Data
 from .optim import make_optimizer, make_scheduler
 
 # %% auto #0
-__all__ = ['TASKS', 'MACHINERY', 'TRAIN_DEFAULTS', 'TRAIN_CHECKS', 'Task', 'register_task', 'known_tasks', 'get_task',
-           'resolve_run_config', 'Callback', 'Learner', 'load_checkpoint_file', 'check_model_matches', 'fmt_time',
-           'ProgressCallback', 'CSVLogger', 'TensorBoardLogger', 'CheckpointCallback', 'EarlyStopping', 'plot_history',
-           'LivePlot', 'FigureSaver', 'ResultsWriter', 'standard_callbacks', 'start_run', 'notebook_params']
+__all__ = ['TASKS', 'MACHINERY', 'TRAIN_DEFAULTS', 'RESUME_KEYS', 'TRAIN_CHECKS', 'Task', 'register_task', 'known_tasks',
+           'get_task', 'resolve_run_config', 'Callback', 'Learner', 'load_checkpoint_file', 'check_model_matches',
+           'fmt_time', 'ProgressCallback', 'CSVLogger', 'TensorBoardLogger', 'CheckpointCallback', 'EarlyStopping',
+           'plot_history', 'LivePlot', 'FigureSaver', 'ResultsWriter', 'standard_callbacks', 'start_run',
+           'notebook_params']
 
 # %% ../nbs/04_learner.ipynb #6df3b465
 class Task:
@@ -69,14 +70,17 @@ def get_task(name:str) -> Task:
         raise ClimbkitError(f"Unknown task {name!r}; expected one of: {', '.join(known_tasks()) or '(none)'}.")
     return TASKS[name]()
 
-# %% ../nbs/04_learner.ipynb #73d62b19
+# %% ../nbs/04_learner.ipynb #4bef295f
 TRAIN_DEFAULTS = dict(
     task='climb', data='builtin', config=None,
     epochs=10, batch_size=64, lr=1e-3, weight_decay=0.1, warmup_steps=100, min_lr_factor=0.1,
-    grad_clip=1.0, accum_steps=1, optimizer='adamw',
+    grad_clip=1.0, accum_steps=1, optimizer='adamw', lookahead=False, lookahead_k=5, lookahead_alpha=0.5, optimizer_state='fp32',
     precision='auto', threads=0, device='auto', compile=False, seed=0, valid_frac=0.1,
     out_dir='runs', name=None, resume=False, patience=0, save_every=5, log_every=0,
 )
+
+# kept from the run being resumed unless given again: the split, and what the optimizer state was saved from
+RESUME_KEYS = ('seed', 'valid_frac', 'optimizer', 'lookahead', 'lookahead_k', 'lookahead_alpha', 'optimizer_state')
 
 _pos = lambda v: v > 0
 TRAIN_CHECKS = {
@@ -87,6 +91,9 @@ TRAIN_CHECKS = {
     'patience': (lambda v: v >= 0, '0 (off) or a positive number of epochs'),
     'save_every': (lambda v: v >= 0, '0 (off) or a positive number of epochs'),
     'precision': (lambda v: v in ('auto', 'bf16', 'fp32'), "one of 'auto', 'bf16', 'fp32'"),
+    'optimizer': (lambda v: v in ('adamw', 'adam', 'sgd', 'lamb'), "one of 'adamw', 'adam', 'sgd', 'lamb'"),
+    'optimizer_state': (lambda v: v in ('fp32', 'bf16'), "'fp32' or 'bf16' (bf16: LAMB only)"),
+    'lookahead_k': (_pos, 'a positive number of steps'), 'lookahead_alpha': (lambda v: 0 < v <= 1, 'in (0, 1]'),
     'device': (lambda v: v in ('auto', 'cpu') or str(v).startswith('cuda'), "'auto', 'cpu' or 'cuda[:N]'"),
     'valid_frac': (lambda v: 0 < v < 1, 'between 0 and 1'), 'min_lr_factor': (lambda v: 0 <= v <= 1, 'between 0 and 1'),
     'resume': (lambda v: isinstance(v, (bool, str)) or isinstance(v, os.PathLike), 'True, False or a run folder'),
@@ -101,6 +108,8 @@ def resolve_run_config(params:dict) -> tuple[Task, Config]:
     defaults = {**TRAIN_DEFAULTS, **task.defaults}
     cfg = resolve_config(defaults, from_file, params, checks={**TRAIN_CHECKS, **task.checks}, untyped=('resume',))
     cfg.task = task_name
+    if cfg.optimizer_state == 'bf16' and cfg.optimizer != 'lamb':  # checked here, before a run folder is made
+        raise ClimbkitError(f"Parameter 'optimizer_state' bf16 needs optimizer='lamb', got {cfg.optimizer!r}.")
     if isinstance(cfg.resume, str) and cfg.resume.lower() in ('true', 'false'): cfg.resume = cfg.resume.lower() == 'true'
     return task, cfg
 
@@ -111,7 +120,7 @@ class Callback:
     def state_dict(self) -> dict: return {}
     def load_state_dict(self, st:dict): pass
 
-# %% ../nbs/04_learner.ipynb #f81bd82e
+# %% ../nbs/04_learner.ipynb #8e808902
 def _device(device:str) -> torch.device:
     if device == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if str(device).startswith('cuda') and not torch.cuda.is_available():
@@ -133,7 +142,8 @@ class Learner:
         self.precision, self.precision_reason = choose_precision(c.precision, self.device)
         self.model, self.data, self.loss_fn, self.evaluate = model.to(self.device), data, loss_fn, evaluate
         self.run_dir = Path(run_dir) if run_dir else None
-        self.opt = make_optimizer(model, c.optimizer, c.lr, c.weight_decay)
+        self.opt = make_optimizer(model, c.optimizer, c.lr, c.weight_decay, lookahead=c.lookahead, lookahead_k=c.lookahead_k,
+                                  lookahead_alpha=c.lookahead_alpha, state_dtype=c.optimizer_state, seed=c.seed)
         self.sched, self.sched_total = None, None
         self.epoch, self.step, self.history, self.best = 0, 0, [], float('inf')
         self.stop, self.stop_reason = False, None
@@ -452,7 +462,7 @@ def _save_results(self, extra:dict|None=None) -> dict:
     return res
 Learner.save_results = _save_results
 
-# %% ../nbs/04_learner.ipynb #58291469
+# %% ../nbs/04_learner.ipynb #7d348c80
 def standard_callbacks(cfg:Config, refs:dict|None=None) -> list[Callback]:
     "The callbacks of an ordinary run."
     return [ProgressCallback(log_every=cfg.log_every), CSVLogger(), TensorBoardLogger(), CheckpointCallback(cfg.save_every),
@@ -469,7 +479,7 @@ def start_run(params:dict|None=None, **kw) -> tuple[Task, Learner]:
         saved = ck.get('config', {})
         if saved.get('task') != cfg.task:
             raise ClimbkitError(f"Checkpoint {resume_dir/'checkpoints'/'latest.pt'} is from task {saved.get('task')!r}, not {cfg.task!r}.")
-        for k in (*task.model_keys, *task.data_keys, 'seed', 'valid_frac'):  # unset: as in the run being resumed
+        for k in (*task.model_keys, *task.data_keys, *RESUME_KEYS):  # unset: as in the run being resumed
             if k not in params and k in saved: cfg[k] = saved[k]
     set_threads(cfg.threads)
     seed_everything(cfg.seed)

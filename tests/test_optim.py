@@ -1,0 +1,28 @@
+"Issue 4 (in progress): LAMB, bf16 optimizer state and Lookahead selected from the train notebook, checkpointed and resumed."
+import json
+import torch
+from conftest import TINY, papermill, notebook_text
+
+def test_lamb_lookahead_bf16_state_train_and_resume(tmp_path):
+    runs = tmp_path/'runs'
+    papermill(tmp_path/'a.ipynb', {**TINY, 'name': 'la', 'out_dir': runs, 'optimizer': 'lamb', 'optimizer_state': 'bf16',
+                                   'lookahead': True, 'lookahead_k': 3})
+    ck = torch.load(runs/'la'/'checkpoints'/'latest.pt', weights_only=False)
+    assert set(ck['optimizer']) >= {'base', 'slow', 'counter'} and ck['optimizer']['k'] == 3
+    moments = [st['exp_avg'] for st in ck['optimizer']['base']['state'].values()]
+    assert moments and all(m.dtype == torch.bfloat16 for m in moments)
+    # resumed without naming the optimizer again: it comes from the run, so its state loads
+    small = {k: v for k, v in TINY.items() if k not in ('d_model', 'n_layers', 'n_heads', 'dim_feedforward')}
+    papermill(tmp_path/'b.ipynb', {**small, 'resume': True, 'out_dir': runs, 'epochs': 3})
+    after = torch.load(runs/'la'/'checkpoints'/'latest.pt', weights_only=False)
+    assert after['epoch'] == 3 and after['optimizer']['counter'] > ck['optimizer']['counter']
+    cfg = json.loads((runs/'la'/'config.json').read_text())
+    assert cfg['optimizer'] == 'lamb' and cfg['lookahead'] is True and cfg['optimizer_state'] == 'bf16'
+    assert 'Resuming' in notebook_text(tmp_path/'b.ipynb')
+
+def test_bad_optimizer_parameters(tmp_path):
+    p = papermill(tmp_path/'x.ipynb', {**TINY, 'optimizer': 'adamw', 'optimizer_state': 'bf16', 'out_dir': tmp_path}, check=False)
+    assert p.returncode != 0 and "needs optimizer='lamb'" in p.stdout + p.stderr
+    assert not any(tmp_path.glob('climb-*'))  # stopped before a run folder was made
+    p = papermill(tmp_path/'y.ipynb', {**TINY, 'optimizer': 'rmsprop', 'out_dir': tmp_path}, check=False)
+    assert p.returncode != 0 and "Parameter 'optimizer' must be one of 'adamw', 'adam', 'sgd', 'lamb'" in p.stdout + p.stderr
