@@ -491,7 +491,7 @@ def climb_tensors(data:str='builtin', n_routes:int=11000, angle:int=40, layout:i
     out, hit = cached(key, build)
     return ClimbData(out['tensors'], Board.from_dict(out['board']), LoadReport(**out['report']), hit)
 
-# %% ../nbs/10_climb.ipynb #9572a5d0
+# %% ../nbs/10_climb.ipynb #7af9a878
 def causal_attention(q, k, v):
     "Causal multi-head attention over [batch, heads, time, dim] tensors."
     if q.is_cuda: return F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -532,6 +532,9 @@ class RouteTransformer(nn.Module):
     def _init(m):
         if isinstance(m, (nn.Linear, nn.Embedding)): nn.init.normal_(m.weight, 0, 0.02)
         if isinstance(m, nn.Linear) and m.bias is not None: nn.init.zeros_(m.bias)
+    def layer_groups(self):
+        "The blocks, front to back, for dynamic freezing (the embedding is tied to the output layer, so it stays)."
+        return [(f'blocks.{i}', b) for i, b in enumerate(self.blocks)]
     def forward(self, idx:torch.Tensor) -> torch.Tensor:
         T = idx.shape[1]
         if T > self.max_seq_len: raise ValueError(f'sequence of {T} tokens is longer than max_seq_len={self.max_seq_len}')

@@ -20,8 +20,8 @@ from .optim import make_optimizer, make_scheduler
 __all__ = ['TASKS', 'MACHINERY', 'TRAIN_DEFAULTS', 'RESUME_KEYS', 'TRAIN_CHECKS', 'Task', 'register_task', 'known_tasks',
            'get_task', 'resolve_run_config', 'Callback', 'Learner', 'load_checkpoint_file', 'check_model_matches',
            'fmt_time', 'ProgressCallback', 'CSVLogger', 'TensorBoardLogger', 'CheckpointCallback', 'EarlyStopping',
-           'plot_history', 'LivePlot', 'FigureSaver', 'ResultsWriter', 'standard_callbacks', 'start_run',
-           'notebook_params']
+           'layer_groups', 'FreezeCallback', 'plot_history', 'LivePlot', 'FigureSaver', 'ResultsWriter',
+           'standard_callbacks', 'start_run', 'notebook_params']
 
 # %% ../nbs/04_learner.ipynb #6df3b465
 class Task:
@@ -70,11 +70,12 @@ def get_task(name:str) -> Task:
         raise ClimbkitError(f"Unknown task {name!r}; expected one of: {', '.join(known_tasks()) or '(none)'}.")
     return TASKS[name]()
 
-# %% ../nbs/04_learner.ipynb #4bef295f
+# %% ../nbs/04_learner.ipynb #b564297a
 TRAIN_DEFAULTS = dict(
     task='climb', data='builtin', config=None,
     epochs=10, batch_size=64, lr=1e-3, weight_decay=0.1, warmup_steps=100, min_lr_factor=0.1,
     grad_clip=1.0, accum_steps=1, optimizer='adamw', lookahead=False, lookahead_k=5, lookahead_alpha=0.5, optimizer_state='fp32',
+    freeze=False, freeze_threshold=0.1, freeze_patience=3, freeze_every=50,
     precision='auto', threads=0, device='auto', compile=False, seed=0, valid_frac=0.1,
     out_dir='runs', name=None, resume=False, patience=0, save_every=5, log_every=0,
 )
@@ -93,7 +94,9 @@ TRAIN_CHECKS = {
     'precision': (lambda v: v in ('auto', 'bf16', 'fp32'), "one of 'auto', 'bf16', 'fp32'"),
     'optimizer': (lambda v: v in ('adamw', 'adam', 'sgd', 'lamb'), "one of 'adamw', 'adam', 'sgd', 'lamb'"),
     'optimizer_state': (lambda v: v in ('fp32', 'bf16'), "'fp32' or 'bf16' (bf16: LAMB only)"),
-    'lookahead_k': (_pos, 'a positive number of steps'), 'lookahead_alpha': (lambda v: 0 < v <= 1, 'in (0, 1]'),
+    'lookahead_k': (_pos, 'a positive number of steps'), 'freeze_every': (_pos, 'a positive number of steps'),
+    'freeze_threshold': (lambda v: 0 < v < 1, 'between 0 and 1 (a fraction of the peak gradient norm)'),
+    'freeze_patience': (_pos, 'a positive number of checks'), 'lookahead_alpha': (lambda v: 0 < v <= 1, 'in (0, 1]'),
     'device': (lambda v: v in ('auto', 'cpu') or str(v).startswith('cuda'), "'auto', 'cpu' or 'cuda[:N]'"),
     'valid_frac': (lambda v: 0 < v < 1, 'between 0 and 1'), 'min_lr_factor': (lambda v: 0 <= v <= 1, 'between 0 and 1'),
     'resume': (lambda v: isinstance(v, (bool, str)) or isinstance(v, os.PathLike), 'True, False or a run folder'),
@@ -120,7 +123,7 @@ class Callback:
     def state_dict(self) -> dict: return {}
     def load_state_dict(self, st:dict): pass
 
-# %% ../nbs/04_learner.ipynb #8e808902
+# %% ../nbs/04_learner.ipynb #be1450c8
 def _device(device:str) -> torch.device:
     if device == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if str(device).startswith('cuda') and not torch.cuda.is_available():
@@ -181,6 +184,7 @@ class Learner:
                                          f"try a lower 'lr' or precision='fp32'.")
             (loss / c.accum_steps).backward()
             if (i + 1) % c.accum_steps == 0 or i + 1 == self.n_batches:
+                self._cb('before_step')  # gradients are complete here (e.g. for layer freezing)
                 if c.grad_clip: torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
                 self.opt.step(); self.sched.step(); self.opt.zero_grad(set_to_none=True); self.step += 1
             self._loss_sum += loss.detach().double() * n; self.items_seen += n
@@ -396,7 +400,54 @@ class EarlyStopping(Callback):
     def state_dict(self): return {'wait': self.wait}
     def load_state_dict(self, st): self.wait = st.get('wait', 0)
 
-# %% ../nbs/04_learner.ipynb #97c42c80
+# %% ../nbs/04_learner.ipynb #81a5cf2a
+def layer_groups(model:nn.Module) -> list[tuple[str, nn.Module]]:
+    "The model's layers in forward order: its own `layer_groups()`, else its top-level children holding parameters."
+    if hasattr(model, 'layer_groups'): return list(model.layer_groups())
+    return [(n, m) for n, m in model.named_children() if any(True for _ in m.parameters())]
+
+class FreezeCallback(Callback):
+    "Freeze layers front to back once their gradient norm stays below `threshold` x its peak for `patience` checks."
+    order = 5  # before checkpoints, so what froze is saved with them
+    def __init__(self, threshold:float=0.1, patience:int=3, every:int=50):
+        self.threshold, self.patience, self.every = threshold, patience, every
+        self.frozen, self.events, self.peak, self.low = [], [], {}, 0
+        self._sum, self._n = 0.0, 0
+    def state_dict(self): return {'frozen': self.frozen, 'events': self.events, 'peak': self.peak, 'low': self.low}
+    def load_state_dict(self, st):
+        self.frozen, self.events = list(st.get('frozen', [])), list(st.get('events', []))
+        self.peak, self.low = dict(st.get('peak', {})), st.get('low', 0)
+    def before_fit(self, learn):
+        self.groups = layer_groups(learn.model)
+        by_name = dict(self.groups)
+        for name in self.frozen: by_name[name].requires_grad_(False)  # a resumed run: as it was
+    def _watched(self):
+        n = len(self.frozen)
+        return self.groups[n] if n < len(self.groups) - 1 else None  # never the last layer
+    def before_step(self, learn):
+        watched = self._watched()
+        if watched is None: return
+        name, mod = watched
+        sq = sum(float(p.grad.detach().float().pow(2).sum()) for p in mod.parameters() if p.grad is not None)
+        self._sum += math.sqrt(sq); self._n += 1
+        if self._n < self.every: return
+        mean, self._sum, self._n = self._sum / self._n, 0.0, 0
+        self.peak[name] = max(self.peak.get(name, 0.0), mean)
+        self.low = self.low + 1 if mean < self.threshold * self.peak[name] else 0
+        if self.low >= self.patience:
+            mod.requires_grad_(False)
+            for p in mod.parameters(): p.grad = None
+            self.frozen.append(name); self.low = 0
+            ev = {'layer': name, 'step': learn.step, 'epoch': learn.epoch + 1, 'grad_norm': mean, 'peak': self.peak[name],
+                  'params': sum(p.numel() for p in mod.parameters())}
+            self.events.append(ev)
+            print(f"froze {name} ({ev['params']:,} parameters) at step {learn.step}, epoch {learn.epoch + 1}: "
+                  f"gradient norm {mean:.3g}, below {self.threshold} x its peak {self.peak[name]:.3g}", flush=True)
+    def after_epoch(self, learn): learn.history[-1]['frozen_layers'] = len(self.frozen)
+    def after_fit(self, learn):
+        if learn.run_dir: learn.save_results({'freeze_events': self.events})
+
+# %% ../nbs/04_learner.ipynb #c7ff7841
 def plot_history(history:list[dict], refs:dict|None=None, ax=None, title='loss'):
     "Training/validation loss by epoch, with optional horizontal reference lines {label: value}."
     import matplotlib.pyplot as plt
@@ -433,7 +484,7 @@ class FigureSaver(Callback):
         fig = plot_history(learn.history, self.refs, title=f"{learn.cfg.get('task', '')} loss per epoch ({learn.run_dir.name})"); buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=110); plt.close(fig)
         atomic_write(learn.run_dir/'figures'/'loss.png', buf.getvalue())
 
-# %% ../nbs/04_learner.ipynb #30216db9
+# %% ../nbs/04_learner.ipynb #ea89881b
 class ResultsWriter(Callback):
     "Write `run_dir/results.json` when training ends."
     order = 85
@@ -462,11 +513,13 @@ def _save_results(self, extra:dict|None=None) -> dict:
     return res
 Learner.save_results = _save_results
 
-# %% ../nbs/04_learner.ipynb #7d348c80
+# %% ../nbs/04_learner.ipynb #c18efb3a
 def standard_callbacks(cfg:Config, refs:dict|None=None) -> list[Callback]:
     "The callbacks of an ordinary run."
-    return [ProgressCallback(log_every=cfg.log_every), CSVLogger(), TensorBoardLogger(), CheckpointCallback(cfg.save_every),
-            EarlyStopping(cfg.patience), LivePlot(refs), FigureSaver(refs), ResultsWriter()]
+    cbs = [ProgressCallback(log_every=cfg.log_every), CSVLogger(), TensorBoardLogger(), CheckpointCallback(cfg.save_every),
+           EarlyStopping(cfg.patience), LivePlot(refs), FigureSaver(refs), ResultsWriter()]
+    if cfg.get('freeze'): cbs.append(FreezeCallback(cfg.freeze_threshold, cfg.freeze_patience, cfg.freeze_every))
+    return cbs
 
 def start_run(params:dict|None=None, **kw) -> tuple[Task, Learner]:
     "Resolve `params` (None values: the default), build the task's data and model, return (task, learner) ready to `fit`."
@@ -500,7 +553,7 @@ def start_run(params:dict|None=None, **kw) -> tuple[Task, Learner]:
     atomic_save_json({**cfg, 'run_dir': str(run_dir)}, cfg_file)
     return task, learn
 
-# %% ../nbs/04_learner.ipynb #5df6df88
+# %% ../nbs/04_learner.ipynb #695a6e9f
 def notebook_params(namespace:dict, before:set) -> dict:
     "Plain-valued variables in `namespace` that are not in the snapshot `before` (papermill parameters)."
     plain = (type(None), bool, int, float, str, Path)

@@ -26,3 +26,18 @@ def test_bad_optimizer_parameters(tmp_path):
     assert not any(tmp_path.glob('climb-*'))  # stopped before a run folder was made
     p = papermill(tmp_path/'y.ipynb', {**TINY, 'optimizer': 'rmsprop', 'out_dir': tmp_path}, check=False)
     assert p.returncode != 0 and "Parameter 'optimizer' must be one of 'adamw', 'adam', 'sgd', 'lamb'" in p.stdout + p.stderr
+
+def test_dynamic_freezing_from_the_train_notebook(tmp_path):
+    runs = tmp_path/'runs'
+    params = {**TINY, 'n_layers': 3, 'epochs': 3, 'name': 'fz', 'out_dir': runs, 'freeze': True, 'freeze_every': 3,
+              'freeze_threshold': 0.95, 'freeze_patience': 1}
+    papermill(tmp_path/'a.ipynb', params)
+    text = notebook_text(tmp_path/'a.ipynb')
+    assert 'froze blocks.0' in text
+    ck = torch.load(runs/'fz'/'checkpoints'/'latest.pt', weights_only=False)
+    frozen = ck['callbacks']['FreezeCallback']['frozen']
+    assert frozen[0] == 'blocks.0' and 'blocks.2' not in frozen  # front first; never the last block
+    res = json.loads((runs/'fz'/'results.json').read_text())
+    assert [e['layer'] for e in res['freeze_events']] == frozen
+    rows = (runs/'fz'/'metrics.csv').read_text().splitlines()
+    assert rows[0].split(',').count('frozen_layers') == 1 and rows[-1].split(',')[rows[0].split(',').index('frozen_layers')] == str(len(frozen))
