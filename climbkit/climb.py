@@ -28,7 +28,7 @@ __all__ = ['COLUMNS', 'N_ROWS', 'FONT_GRADES', 'V_SCALE', 'GRADES', 'MAX_START',
            'prepare_routes', 'is_sqlite', 'file_board', 'ClimbData', 'climb_tensors', 'causal_attention', 'Block',
            'RouteTransformer', 'sample_routes', 'ClimbTask']
 
-# %% ../nbs/10_climb.ipynb #22329e5d
+# %% ../nbs/10_climb.ipynb #5fcb41cf
 COLUMNS = 'ABCDEFGHIJK'
 N_ROWS = 18
 FONT_GRADES = ['4A', '4B', '4C', '5A', '5B', '5C', '6A', '6A+', '6B', '6B+', '6C', '6C+', '7A', '7A+', '7B', '7B+',
@@ -59,7 +59,9 @@ class Board:
     def __init__(self, name:str, holds:dict, finish_min_y:float|None=None, max_holds:int=MAX_HOLDS,
                  grades:Sequence[str]=GRADES, feet:bool=False, xs=None, ys=None, x_labels=None, y_labels=None):
         "`xs`, `ys` (default: those of the holds) are the positions that get a token, `x_labels`, `y_labels` their names."
-        if not holds: raise ClimbkitError(f'Board {name!r} has no holds.')
+        if len(holds) < MIN_HOLDS: raise ClimbkitError(f'Board {name!r} has {len(holds)} holds; a route needs at least {MIN_HOLDS}.')
+        if max_holds < MIN_HOLDS: raise ClimbkitError(f'Board {name!r}: max_holds must be at least {MIN_HOLDS}, got {max_holds}.')
+        if not grades: raise ClimbkitError(f'Board {name!r} has no grades.')
         self.name, self.holds = name, {str(h): (float(x), float(y)) for h, (x, y) in holds.items()}
         self.xs = sorted({float(x) for x in xs} if xs is not None else {x for x, _ in self.holds.values()})
         self.ys = sorted({float(y) for y in ys} if ys is not None else {y for _, y in self.holds.values()})
@@ -67,6 +69,8 @@ class Board:
         self.max_holds, self.grades, self.feet = int(max_holds), list(grades), bool(feet)
         self.x_labels = list(x_labels) if x_labels else [f'x{x:g}' for x in self.xs]
         self.y_labels = list(y_labels) if y_labels else [f'y{y:g}' for y in self.ys]
+        off = [h for h, (x, y) in self.holds.items() if x not in self.xs or y not in self.ys]
+        if off: raise ClimbkitError(f"Board {name!r}: holds outside the given xs/ys positions: {', '.join(off[:5])}.")
         self.at = {xy: h for h, xy in self.holds.items()}
         self.roles = ('start', 'middle', 'finish', 'feet') if self.feet else ('start', 'middle', 'finish')
     def __len__(self): return len(self.holds)
@@ -335,7 +339,7 @@ def generate_routes(n:int=11000, seed:int=2016) -> list[Route]:
     return [Route([hold_name(*h) for h in st], [hold_name(*h) for h in mid], [hold_name(*h) for h in fin], GRADES[gi])
             for ((st, mid, fin), _), gi in zip(raw, grades)]
 
-# %% ../nbs/10_climb.ipynb #c0614039
+# %% ../nbs/10_climb.ipynb #fa727200
 def _lower_keys(o):
     if isinstance(o, dict): return {str(k).lower(): _lower_keys(v) for k, v in o.items()}
     if isinstance(o, list): return [_lower_keys(v) for v in o]
@@ -383,7 +387,8 @@ def route_from_record(rec) -> tuple[Route, list[str]]:
                   repeats=rec.get('repeats') if isinstance(rec.get('repeats'), int) else None,
                   setup=setup.get('description') if isinstance(setup, dict) else setup,
                   benchmark=rec.get('isbenchmark'))
-    if route.problems(): raise ValueError('; '.join(route.problems()))
+    problems = moonboard().problems(route)  # structure, and finish holds on the top row
+    if problems: raise ValueError('; '.join(problems))
     return route, notes
 
 @dataclass
@@ -575,7 +580,7 @@ def sample_routes(model:nn.Module, grade:str, n:int=6, temperature:float=1.0, to
             out.append(None)
     return out
 
-# %% ../nbs/10_climb.ipynb #4525e641
+# %% ../nbs/10_climb.ipynb #19aaa24a
 def _route_batch(b):
     n = int(b['lengths'].max())
     return {'tokens': b['tokens'][:, :n], 'grades': b['grades']}
@@ -608,6 +613,9 @@ class ClimbTask(Task):
         if cfg.max_seq_len < tok.max_len:
             raise ClimbkitError(f"Parameter 'max_seq_len' ({cfg.max_seq_len}) is shorter than the longest route on "
                                 f"{cd.board.name} ({tok.max_len} tokens); expected at least {tok.max_len}.")
+        if cfg.grader not in ('auto', 'none'):  # a named grader is checked now, not after hours of training
+            from climbkit.climb_eval import check_grader
+            check_grader(cfg.grader, cd.board)
         t = cd.tensors
         tr, va = split_indices(len(t['tokens']), cfg.valid_frac, cfg.seed)
         sub = lambda idx: {k: v[idx] for k, v in t.items()}

@@ -23,7 +23,7 @@ __all__ = ['TASKS', 'MACHINERY', 'TRAIN_DEFAULTS', 'RESUME_KEYS', 'TRAIN_CHECKS'
            'layer_groups', 'FreezeCallback', 'plot_history', 'LivePlot', 'FigureSaver', 'ResultsWriter',
            'standard_callbacks', 'start_run', 'notebook_params']
 
-# %% ../nbs/04_learner.ipynb #6df3b465
+# %% ../nbs/04_learner.ipynb #d40834d2
 class Task:
     "Base class for a model family. Override the methods; the learner calls them."
     name: str = ''
@@ -65,7 +65,9 @@ def get_task(name:str) -> Task:
     "An instance of the task called `name`."
     if name not in TASKS:
         try: importlib.import_module(f'climbkit.{name}')
-        except ModuleNotFoundError: known_tasks()  # a task may live in a module of another name
+        except ModuleNotFoundError as e:
+            if e.name != f'climbkit.{name}': raise  # the module exists but lacks a dependency: say so
+            known_tasks()  # a task may live in a module of another name
     if name not in TASKS:
         raise ClimbkitError(f"Unknown task {name!r}; expected one of: {', '.join(known_tasks()) or '(none)'}.")
     return TASKS[name]()

@@ -46,7 +46,7 @@ def token_accuracy(logits:torch.Tensor, targets:torch.Tensor, ignore_index:int=-
     mask = targets != ignore_index
     return int(((logits.argmax(-1) == targets) & mask).sum()), int(mask.sum())
 
-# %% ../nbs/05_metrics.ipynb #b4323d37
+# %% ../nbs/05_metrics.ipynb #110ff0e0
 def novelty(samples:Sequence[frozenset], reference) -> float:
     "Share of `samples` not in `reference` (a set of frozensets)."
     reference = reference if isinstance(reference, (set, frozenset)) else set(reference)
@@ -57,9 +57,9 @@ def uniqueness(samples:Sequence[frozenset]) -> float:
     return len(set(samples)) / max(len(samples), 1)
 
 def jaccard_diversity(samples:Sequence[frozenset], max_pairs:int=200_000, seed:int=0) -> float:
-    "Mean pairwise Jaccard distance (1 - |a & b| / |a | b|); a random subset of pairs when there are more than `max_pairs`."
+    "Mean pairwise Jaccard distance (1 - |a & b| / |a | b|); a random subset of pairs when there are more than `max_pairs`; NaN below 2 samples."
     n = len(samples)
-    if n < 2: return 0.0
+    if n < 2: return float('nan')
     pairs = [(i, j) for i in range(n) for j in range(i + 1, n)] if n * (n - 1) // 2 <= max_pairs else None
     if pairs is None:
         g = torch.Generator().manual_seed(seed)

@@ -63,8 +63,8 @@ def test_generate_notebook_names_a_wrong_run(tmp_path, runs):
     assert p.returncode != 0 and "is of task 'climb_grade', expected 'climb'" in p.stderr + p.stdout
 
 def test_panel_headless(runs):
-    panel = GenerationPanel(runs, run=runs/'gen')
-    assert panel.run.value == str(runs/'gen') and panel.grader.value == 'auto' and len(panel.run.options) >= 1
+    panel = GenerationPanel(runs, run=f"{runs/'gen'}/")  # spelled with a trailing slash
+    assert panel.run.value == str((runs/'gen').resolve()) and panel.grader.value == 'auto' and len(panel.run.options) >= 1
     assert ('7B (V8)', '7B') in panel.grade.options
     panel.grade.value, panel.n.value, panel.seed.value, panel.temperature.value, panel.top_k.value = '7B', 5, 11, 0.9, 10
     panel.button.click()
@@ -115,3 +115,20 @@ def test_kilter_database_end_to_end(tmp_path):
     routes = gen.sample('6A', 6, seed=0)
     assert all(not gen.board.problems(r) for r in routes) and all(h.startswith('p') for r in routes for h in r.holds)
     assert 'built-in' not in notebook_text(out)
+
+def test_named_grader_is_checked_before_training(tmp_path, runs):
+    p = papermill(tmp_path/'g.ipynb', {**TINY, 'grader': tmp_path/'gradr', 'out_dir': tmp_path/'r'}, check=False)
+    assert p.returncode != 0 and "Parameter 'grader'" in p.stdout + p.stderr and not (tmp_path/'r').exists()
+
+def test_too_few_routes_per_grade_still_saves_results(tmp_path):
+    papermill(tmp_path/'s.ipynb', {**TINY, 'n_routes': 40, 'epochs': 1, 'out_dir': tmp_path/'r', 'name': 's'})
+    res = json.loads((tmp_path/'r'/'s'/'results.json').read_text())
+    assert res['route_metrics'] is None and 'No route metrics' in notebook_text(tmp_path/'s.ipynb')
+
+def test_moonboard_finish_must_be_on_the_top_row(tmp_path):
+    from climbkit.climb import load_route_file
+    recs = [{'Grade': '6B+', 'Moves': [{'Description': 'E4', 'IsStart': True}, {'Description': 'F9'},
+                                      {'Description': 'D12' if i == 0 else 'D18', 'IsEnd': True}]} for i in range(3)]
+    (tmp_path/'p.json').write_text(json.dumps(recs))
+    routes, rep = load_route_file(tmp_path/'p.json')
+    assert len(routes) == 2 and rep.rejected == [(0, 'finish below the top (y >= 18): D12')]
