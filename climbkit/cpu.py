@@ -12,7 +12,7 @@ from .core import ClimbkitError
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'available_cores', 'set_threads', 'cpu_flags', 'native_bf16', 'bf16_numeric_check', 'choose_precision',
-           'autocast', 'keep_mask', 'FastDropout', 'matmul_flops', 'hardware_info']
+           'autocast', 'keep_mask', 'FastDropout', 'LinearReLU', 'linear_relu_timings', 'matmul_flops', 'hardware_info']
 
 # %% ../nbs/01_cpu.ipynb #75adf318
 def available_cores() -> int:
@@ -86,7 +86,7 @@ def autocast(precision:str, device='cpu'):
     if precision == 'bf16': return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
-# %% ../nbs/01_cpu.ipynb #5be95338
+# %% ../nbs/01_cpu.ipynb #c99ccd92
 def keep_mask(shape, p:float, device=None) -> torch.Tensor:
     "Boolean mask keeping each element with probability 1 - round(p·256)/256, from one random byte per element."
     n = math.prod(shape)
@@ -105,7 +105,52 @@ class FastDropout(nn.Module):
         return x * keep_mask(x.shape, self.p) * (1 / (1 - round(self.p * 256) / 256))
     def extra_repr(self): return f'p={self.p}'
 
-# %% ../nbs/01_cpu.ipynb #3505b9a7
+# %% ../nbs/01_cpu.ipynb #920e73f2
+class _LinearReLUFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        x2 = x.reshape(-1, x.shape[-1])
+        y = torch.addmm(bias, x2, weight.t()) if bias is not None else x2 @ weight.t()
+        y.relu_()  # in place: no second activation tensor
+        ctx.save_for_backward(x2, weight, y)
+        ctx.has_bias, ctx.in_shape = bias is not None, x.shape
+        return y.reshape(*x.shape[:-1], weight.shape[0])
+    @staticmethod
+    def backward(ctx, grad):
+        x2, weight, y = ctx.saved_tensors
+        g = torch.ops.aten.threshold_backward(grad.reshape(-1, weight.shape[0]), y, 0)  # grad where y > 0, as ReLU does
+        gx = (g @ weight.to(g.dtype)).reshape(ctx.in_shape) if ctx.needs_input_grad[0] else None
+        gw = g.t() @ x2.to(g.dtype) if ctx.needs_input_grad[1] else None
+        gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+class LinearReLU(nn.Linear):
+    "`relu(x @ W.T + b)` as one autograd function: one saved activation, an in-place ReLU."
+    def forward(self, x):
+        if torch.is_autocast_enabled(x.device.type):  # the matmul in the autocast dtype, as nn.Linear would do
+            dt = torch.get_autocast_dtype(x.device.type)
+            with torch.autocast(x.device.type, enabled=False):
+                return _LinearReLUFn.apply(x.to(dt), self.weight.to(dt), None if self.bias is None else self.bias.to(dt))
+        return _LinearReLUFn.apply(x, self.weight, self.bias)
+
+def linear_relu_timings(batch:int=128, d_in:int=1024, d_out:int=1024, repeats:int=30, compiled:bool=False) -> dict:
+    "Median ms of forward + backward: `nn.Sequential(Linear, ReLU)`, `LinearReLU` (and the compiled Sequential)."
+    import time
+    torch.manual_seed(0)
+    seq = nn.Sequential(nn.Linear(d_in, d_out), nn.ReLU())
+    fused = LinearReLU(d_in, d_out); fused.load_state_dict(seq[0].state_dict())
+    mods = {'Linear + ReLU': seq, 'LinearReLU': fused}
+    if compiled: mods['compiled Linear + ReLU'] = torch.compile(seq)
+    x = torch.randn(batch, d_in, requires_grad=True)
+    out = {}
+    for name, m in mods.items():
+        times = []
+        for i in range(repeats + 3):
+            t = time.perf_counter(); m(x).sum().backward(); times.append(time.perf_counter() - t)
+        out[name] = sorted(times[3:])[repeats // 2] * 1000  # median after warm-up
+    return out
+
+# %% ../nbs/01_cpu.ipynb #83eb0420
 def matmul_flops(n:int=512, dtype=torch.float32, seconds:float=0.3) -> float:
     "FLOP/s of an n×n matmul at `dtype` (best of repeated timings for about `seconds`)."
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)

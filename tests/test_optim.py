@@ -41,3 +41,15 @@ def test_dynamic_freezing_from_the_train_notebook(tmp_path):
     assert [e['layer'] for e in res['freeze_events']] == frozen
     rows = (runs/'fz'/'metrics.csv').read_text().splitlines()
     assert rows[0].split(',').count('frozen_layers') == 1 and rows[-1].split(',')[rows[0].split(',').index('frozen_layers')] == str(len(frozen))
+
+def test_synthetic_task_with_every_aid(tmp_path):
+    "The report's setting, scaled down: LAMB with bf16 state, Lookahead, freezing, accumulation, fused layers."
+    runs = tmp_path/'runs'
+    papermill(tmp_path/'s.ipynb', {'task': 'synthetic', 'n_samples': 2000, 'd_in': 64, 'hidden': '128,128,64', 'epochs': 10,
+                                   'optimizer_state': 'bf16', 'lookahead': True, 'freeze': True, 'freeze_every': 5,
+                                   'accum_steps': 2, 'fused': True, 'threads': 1, 'out_dir': runs, 'name': 's'})
+    res = json.loads((runs/'s'/'results.json').read_text())
+    assert res['valid_accuracy'] > res['majority_accuracy'] + 0.05  # few steps: every aid that slows early learning is on
+    assert res['final']['valid_loss'] < res['baselines']['class prior']
+    text = notebook_text(tmp_path/'s.ipynb')
+    assert 'validation accuracy' in text and 'valid_accuracy' in (runs/'s'/'metrics.csv').read_text()
