@@ -20,8 +20,8 @@ from .optim import make_optimizer, make_scheduler
 __all__ = ['TASKS', 'MACHINERY', 'TRAIN_DEFAULTS', 'RESUME_KEYS', 'TRAIN_CHECKS', 'Task', 'register_task', 'known_tasks',
            'get_task', 'resolve_run_config', 'Callback', 'Learner', 'load_checkpoint_file', 'check_model_matches',
            'fmt_time', 'ProgressCallback', 'CSVLogger', 'TensorBoardLogger', 'CheckpointCallback', 'EarlyStopping',
-           'layer_groups', 'FreezeCallback', 'plot_history', 'LivePlot', 'FigureSaver', 'ResultsWriter',
-           'standard_callbacks', 'start_run', 'notebook_params']
+           'human_time', 'ProfileCallback', 'layer_groups', 'FreezeCallback', 'plot_history', 'LivePlot', 'FigureSaver',
+           'ResultsWriter', 'standard_callbacks', 'start_run', 'notebook_params']
 
 # %% ../nbs/04_learner.ipynb #d40834d2
 class Task:
@@ -125,7 +125,7 @@ class Callback:
     def state_dict(self) -> dict: return {}
     def load_state_dict(self, st:dict): pass
 
-# %% ../nbs/04_learner.ipynb #be1450c8
+# %% ../nbs/04_learner.ipynb #2eef8b7f
 def _device(device:str) -> torch.device:
     if device == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if str(device).startswith('cuda') and not torch.cuda.is_available():
@@ -172,27 +172,33 @@ class Learner:
 
     # --- one epoch ---
     def train_epoch(self):
-        c, model = self.cfg, self.fit_model
+        model = self.fit_model
         model.train(); self.data.train.set_epoch(self.epoch)
         self.n_batches = len(self.data.train)
         self._loss_sum, self.items_seen, t0 = torch.zeros((), dtype=torch.float64), 0, time.perf_counter()
         self.opt.zero_grad(set_to_none=True)
         for i, batch in enumerate(self.data.train):
             self.batch_idx = i
-            batch = _to(batch, self.device)
-            with autocast(self.precision, self.device): loss, n = self.loss_fn(model, batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"Training loss became {loss.item()} at epoch {self.epoch + 1}, batch {i + 1}; "
-                                         f"try a lower 'lr' or precision='fp32'.")
-            (loss / c.accum_steps).backward()
-            if (i + 1) % c.accum_steps == 0 or i + 1 == self.n_batches:
-                self._cb('before_step')  # gradients are complete here (e.g. for layer freezing)
-                if c.grad_clip: torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
-                self.opt.step(); self.sched.step(); self.opt.zero_grad(set_to_none=True); self.step += 1
-            self._loss_sum += loss.detach().double() * n; self.items_seen += n
-            self.batch_loss, self.epoch_time = loss.detach(), time.perf_counter() - t0
+            loss, n = self.train_batch(batch, i, last=i + 1 == self.n_batches)
+            self._loss_sum += loss.double() * n; self.items_seen += n
+            self.batch_loss, self.epoch_time = loss, time.perf_counter() - t0
             self._cb('after_batch')
         return {'train_loss': self.running_loss, 'train_items': self.items_seen, 'train_time': time.perf_counter() - t0}
+
+    def train_batch(self, batch, i:int, last:bool=False) -> tuple[torch.Tensor, int]:
+        "One batch: forward, backward, and an optimizer step every `accum_steps` batches (and at the `last`)."
+        c = self.cfg
+        batch = _to(batch, self.device)
+        with autocast(self.precision, self.device): loss, n = self.loss_fn(self.fit_model, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"Training loss became {loss.item()} at epoch {self.epoch + 1}, batch {i + 1}; "
+                                     f"try a lower 'lr' or precision='fp32'.")
+        (loss / c.accum_steps).backward()
+        if (i + 1) % c.accum_steps == 0 or last:
+            self._cb('before_step')  # gradients are complete here (e.g. for layer freezing)
+            if c.grad_clip: torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            self.opt.step(); self.sched.step(); self.opt.zero_grad(set_to_none=True); self.step += 1
+        return loss.detach(), n
 
     @property
     def running_loss(self) -> float:
@@ -402,7 +408,43 @@ class EarlyStopping(Callback):
     def state_dict(self): return {'wait': self.wait}
     def load_state_dict(self, st): self.wait = st.get('wait', 0)
 
-# %% ../nbs/04_learner.ipynb #81a5cf2a
+# %% ../nbs/04_learner.ipynb #07cc1286
+def human_time(s:float) -> str:
+    "Seconds as '42 s', '14 min' or '2.3 h'."
+    return f'{s:.0f} s' if s < 90 else f'{s / 60:.0f} min' if s < 5400 else f'{s / 3600:.1f} h'
+
+class ProfileCallback(Callback):
+    "Time the first epoch's batches after `warmup` of them; print and save the per-step cost and a projection of the run."
+    order = 6
+    def __init__(self, warmup:int=5, measure:int=30): self.warmup, self.measure = warmup, measure
+    def before_fit(self, learn): self.times, self.last, self.done, self.first = [], None, False, learn.epoch
+    def after_batch(self, learn):
+        if self.done: return
+        now = time.perf_counter()
+        if self.last is not None and learn.batch_idx > self.warmup: self.times.append(now - self.last)
+        self.last = now
+        if len(self.times) >= self.measure or learn.batch_idx + 1 == learn.n_batches: self._report(learn)
+    def _report(self, learn, valid_s:float|None=None):
+        self.done = True
+        if not self.times: return
+        batch_s = sorted(self.times)[len(self.times) // 2]
+        items = learn.items_seen / (learn.batch_idx + 1)
+        epoch_s = batch_s * learn.n_batches + (valid_s or 0.0)
+        left = max(learn.target_epochs - self.first, 0)
+        learn.profile = p = {'setup_s': getattr(learn, 'setup', {}), 'batch_ms': batch_s * 1000,
+                             'step_ms': batch_s * 1000 * learn.cfg.accum_steps, 'items_per_s': items / batch_s,
+                             'batches_per_epoch': learn.n_batches, 'epoch_s': epoch_s, 'epochs': left,
+                             'projected_s': epoch_s * left, 'includes_validation': valid_s is not None}
+        setup = ', '.join(f'{k} {v:.1f} s' for k, v in p['setup_s'].items())
+        print(f"profile: {'set-up ' + setup + '; ' if setup else ''}{p['batch_ms']:.1f} ms a batch after {self.warmup} warm-up batches "
+              f"({p['items_per_s']:,.0f} items/s); projected: {left} epochs ≈ {human_time(p['projected_s'])} on this machine"
+              f"{'' if valid_s is not None else ' (training only; validation comes after epoch 1)'}", flush=True)
+    def after_epoch(self, learn):
+        if learn.epoch == self.first + 1 and self.times:  # refine with the measured validation time
+            self.done = False; self._report(learn, learn.history[-1]['valid_time'])
+            if learn.run_dir: learn.save_results({'profile': learn.profile})
+
+# %% ../nbs/04_learner.ipynb #b5472629
 def layer_groups(model:nn.Module) -> list[tuple[str, nn.Module]]:
     "The model's layers in forward order: its own `layer_groups()`, else its top-level children holding parameters."
     if hasattr(model, 'layer_groups'): return list(model.layer_groups())
@@ -449,7 +491,7 @@ class FreezeCallback(Callback):
     def after_fit(self, learn):
         if learn.run_dir: learn.save_results({'freeze_events': self.events})
 
-# %% ../nbs/04_learner.ipynb #c7ff7841
+# %% ../nbs/04_learner.ipynb #3395b7b6
 def plot_history(history:list[dict], refs:dict|None=None, ax=None, title='loss'):
     "Training/validation loss by epoch, with optional horizontal reference lines {label: value}."
     import matplotlib.pyplot as plt
@@ -486,7 +528,7 @@ class FigureSaver(Callback):
         fig = plot_history(learn.history, self.refs, title=f"{learn.cfg.get('task', '')} loss per epoch ({learn.run_dir.name})"); buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=110); plt.close(fig)
         atomic_write(learn.run_dir/'figures'/'loss.png', buf.getvalue())
 
-# %% ../nbs/04_learner.ipynb #ea89881b
+# %% ../nbs/04_learner.ipynb #71800716
 class ResultsWriter(Callback):
     "Write `run_dir/results.json` when training ends."
     order = 85
@@ -515,11 +557,11 @@ def _save_results(self, extra:dict|None=None) -> dict:
     return res
 Learner.save_results = _save_results
 
-# %% ../nbs/04_learner.ipynb #c18efb3a
+# %% ../nbs/04_learner.ipynb #077b608c
 def standard_callbacks(cfg:Config, refs:dict|None=None) -> list[Callback]:
     "The callbacks of an ordinary run."
-    cbs = [ProgressCallback(log_every=cfg.log_every), CSVLogger(), TensorBoardLogger(), CheckpointCallback(cfg.save_every),
-           EarlyStopping(cfg.patience), LivePlot(refs), FigureSaver(refs), ResultsWriter()]
+    cbs = [ProgressCallback(log_every=cfg.log_every), ProfileCallback(), CSVLogger(), TensorBoardLogger(),
+           CheckpointCallback(cfg.save_every), EarlyStopping(cfg.patience), LivePlot(refs), FigureSaver(refs), ResultsWriter()]
     if cfg.get('freeze'): cbs.append(FreezeCallback(cfg.freeze_threshold, cfg.freeze_patience, cfg.freeze_every))
     return cbs
 
@@ -538,14 +580,15 @@ def start_run(params:dict|None=None, **kw) -> tuple[Task, Learner]:
             if k not in params and k in saved: cfg[k] = saved[k]
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
-    data = task.build_data(cfg)
-    model = task.build_model(cfg, data)
+    t0 = time.perf_counter(); data = task.build_data(cfg)
+    t1 = time.perf_counter(); model = task.build_model(cfg, data)
+    setup = {'data': t1 - t0, 'model': time.perf_counter() - t1}
     refs = task.baselines(data)
     if resume_dir is None: run_dir = new_run_dir(cfg.out_dir, cfg.name, cfg.task)
     else: run_dir = resume_dir
     learn = Learner(model, data, task.loss, cfg, standard_callbacks(cfg, refs), run_dir,
                     evaluate=lambda m: task.evaluate(m, data, cfg))
-    learn.task, learn.baselines = task, refs
+    learn.task, learn.baselines, learn.setup = task, refs, setup
     if resume_dir is not None:
         learn.load_checkpoint(run_dir/'checkpoints'/'latest.pt', task.model_keys, ck=ck)
         print(f'Resuming {run_dir} after epoch {learn.epoch} (step {learn.step}).')
@@ -555,7 +598,7 @@ def start_run(params:dict|None=None, **kw) -> tuple[Task, Learner]:
     atomic_save_json({**cfg, 'run_dir': str(run_dir)}, cfg_file)
     return task, learn
 
-# %% ../nbs/04_learner.ipynb #695a6e9f
+# %% ../nbs/04_learner.ipynb #209decaa
 def notebook_params(namespace:dict, before:set) -> dict:
     "Plain-valued variables in `namespace` that are not in the snapshot `before` (papermill parameters)."
     plain = (type(None), bool, int, float, str, Path)

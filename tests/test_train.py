@@ -23,6 +23,8 @@ def test_papermill_run_leaves_a_complete_run_folder(tmp_path):
     assert 'epoch 1/2  train_loss' in text and 'epoch 2/2  train_loss' in text and 'epoch 1/2  train_loss' in p.stderr + p.stdout
     assert 'widget-view+json' not in raw
     assert 'unigram' in text and 'bigram' in text  # the baselines are printed beside the model
+    assert 'profile: set-up data' in text and 'projected: 2 epochs' in text  # the run measured itself
+    assert res['profile']['items_per_s'] > 0 and res['profile']['includes_validation']
 
 def test_resume_continues_counting_epochs(tmp_path):
     runs = tmp_path/'runs'
