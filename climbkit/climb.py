@@ -22,11 +22,11 @@ from .cpu import FastDropout
 
 # %% auto #0
 __all__ = ['COLUMNS', 'N_ROWS', 'FONT_GRADES', 'V_SCALE', 'GRADES', 'MAX_START', 'MAX_FINISH', 'MIN_HOLDS', 'MAX_HOLDS',
-           'ROLE_COLORS', 'GRADE_SHARE', 'PROCESSING_VERSION', 'parse_hold', 'hold_name', 'parse_grade', 'Board',
-           'moonboard', 'Route', 'RouteTokenizer', 'draw_route', 'draw_routes', 'builtin_board', 'builtin_moonboard',
-           'route_difficulty', 'generate_routes', 'route_from_record', 'LoadReport', 'load_route_file', 'route_record',
-           'prepare_routes', 'is_sqlite', 'file_board', 'ClimbData', 'climb_tensors', 'causal_attention', 'Block',
-           'RouteTransformer', 'sample_routes', 'ClimbTask']
+           'ROLE_COLORS', 'GRADE_SHARE', 'PROCESSING_VERSION', 'positive_check', 'parse_hold', 'hold_name',
+           'parse_grade', 'Board', 'moonboard', 'Route', 'RouteTokenizer', 'draw_route', 'draw_routes', 'builtin_board',
+           'builtin_moonboard', 'route_difficulty', 'generate_routes', 'route_from_record', 'LoadReport',
+           'load_route_file', 'route_record', 'prepare_routes', 'is_sqlite', 'file_board', 'ClimbData', 'climb_tensors',
+           'causal_attention', 'Block', 'RouteTransformer', 'sample_routes', 'ClimbTask']
 
 # %% ../nbs/10_climb.ipynb #5fcb41cf
 COLUMNS = 'ABCDEFGHIJK'
@@ -580,12 +580,12 @@ def sample_routes(model:nn.Module, grade:str, n:int=6, temperature:float=1.0, to
             out.append(None)
     return out
 
-# %% ../nbs/10_climb.ipynb #19aaa24a
+# %% ../nbs/10_climb.ipynb #220c6bf5
 def _route_batch(b):
     n = int(b['lengths'].max())
     return {'tokens': b['tokens'][:, :n], 'grades': b['grades']}
 
-_positive = (lambda v: v > 0, 'a positive integer')
+positive_check = (lambda v: v > 0, 'a positive integer')
 
 @register_task
 class ClimbTask(Task):
@@ -596,7 +596,7 @@ class ClimbTask(Task):
                     metric_samples=32, grader='auto')
     model_keys = ('d_model', 'n_layers', 'n_heads', 'dim_feedforward', 'max_seq_len')
     data_keys = ('data', 'n_routes', 'angle', 'layout')
-    checks = {'d_model': _positive, 'n_layers': _positive, 'n_heads': _positive, 'dim_feedforward': _positive,
+    checks = {'d_model': positive_check, 'n_layers': positive_check, 'n_heads': positive_check, 'dim_feedforward': positive_check,
               'max_seq_len': (lambda v: v >= 0, "0 (as long as the board's longest route) or a token count"),
               'dropout': (lambda v: 0 <= v < 1, 'between 0 and 1'), 'n_routes': (lambda v: v >= 10, 'at least 10'),
               'layout': (lambda v: v >= 0, "0 (the layout with most climbs) or a layout id"),

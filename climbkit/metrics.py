@@ -11,7 +11,7 @@ import torch
 
 # %% auto #0
 __all__ = ['perplexity', 'ngram_baselines', 'token_accuracy', 'novelty', 'uniqueness', 'jaccard_diversity', 'js_divergence',
-           'ordinal_agreement']
+           'ordinal_agreement', 'prior_cross_entropy']
 
 # %% ../nbs/05_metrics.ipynb #ece50db4
 def perplexity(loss_nats:float) -> float:
@@ -83,3 +83,9 @@ def ordinal_agreement(pred:Sequence[int], target:Sequence[int]) -> dict:
     if len(pred) != len(target) or not len(pred): raise ValueError(f'expected equally long non-empty label lists, got {len(pred)} and {len(target)}')
     err = (pred - target).abs().float()
     return {'exact': float((err == 0).float().mean()), 'within_1': float((err <= 1).float().mean()), 'mae': float(err.mean()), 'n': len(pred)}
+
+# %% ../nbs/05_metrics.ipynb #23434ee1
+def prior_cross_entropy(train_labels:torch.Tensor, valid_labels:torch.Tensor, n_classes:int) -> float:
+    "Cross-entropy (nats) on `valid_labels` of the training label distribution (counts + 0.5, so no class has probability 0)."
+    prior = torch.bincount(train_labels, minlength=n_classes).float() + 0.5
+    return float(-(prior / prior.sum()).log()[valid_labels].mean())
