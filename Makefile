@@ -59,9 +59,12 @@ nbdev-test: setup
 pytest: setup
 	$(BIN)/python -m pytest -q tests
 
-## bench: the speed benchmark of issue #2 on the real MoonBoard 2016 file (about 30 minutes)
+## bench: climbkit against a plain PyTorch loop, and each training aid on and off (runs/bench-<date>/; ARGS='-p data ... -p steps 500')
+BENCH := bench-$(shell date +%Y%m%d-%H%M%S)
 bench: setup
-	$(BIN)/papermill nbs/bench.ipynb runs/bench-$(RUN).ipynb --log-output $(ARGS)
+	@mkdir -p runs/$(BENCH)
+	$(BIN)/papermill nbs/bench.ipynb runs/$(BENCH)/bench.ipynb -p name $(BENCH) -p out_dir runs --log-output $(ARGS)
+	@echo "results: runs/$(BENCH)"
 
 lab: setup
 	$(BIN)/jupyter lab nbs

@@ -496,7 +496,7 @@ def climb_tensors(data:str='builtin', n_routes:int=11000, angle:int=40, layout:i
     out, hit = cached(key, build)
     return ClimbData(out['tensors'], Board.from_dict(out['board']), LoadReport(**out['report']), hit)
 
-# %% ../nbs/10_climb.ipynb #7af9a878
+# %% ../nbs/10_climb.ipynb #1329570c
 def causal_attention(q, k, v):
     "Causal multi-head attention over [batch, heads, time, dim] tensors."
     if q.is_cuda: return F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -544,6 +544,10 @@ class RouteTransformer(nn.Module):
         T = idx.shape[1]
         if T > self.max_seq_len: raise ValueError(f'sequence of {T} tokens is longer than max_seq_len={self.max_seq_len}')
         x = self.tok_emb(idx) + self.pos_emb(torch.arange(T, device=idx.device))
+        if not self.blocks[0].ln1.weight.requires_grad:
+            # the front block is frozen: so is the input side of the embedding (the tied table still learns as the output
+            # layer), and no gradient has to flow back through the frozen blocks at all
+            x = x.detach()
         for b in self.blocks: x = b(x)
         return self.head(self.ln_f(x))
 

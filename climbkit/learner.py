@@ -21,7 +21,7 @@ __all__ = ['TASKS', 'MACHINERY', 'TRAIN_DEFAULTS', 'RESUME_KEYS', 'TRAIN_CHECKS'
            'get_task', 'resolve_run_config', 'Callback', 'Learner', 'load_checkpoint_file', 'check_model_matches',
            'fmt_time', 'ProgressCallback', 'CSVLogger', 'TensorBoardLogger', 'CheckpointCallback', 'EarlyStopping',
            'human_time', 'ProfileCallback', 'layer_groups', 'FreezeCallback', 'plot_history', 'LivePlot', 'FigureSaver',
-           'ResultsWriter', 'standard_callbacks', 'start_run', 'notebook_params']
+           'ResultsWriter', 'standard_callbacks', 'build_parts', 'start_run', 'notebook_params']
 
 # %% ../nbs/04_learner.ipynb #d40834d2
 class Task:
@@ -72,11 +72,11 @@ def get_task(name:str) -> Task:
         raise ClimbkitError(f"Unknown task {name!r}; expected one of: {', '.join(known_tasks()) or '(none)'}.")
     return TASKS[name]()
 
-# %% ../nbs/04_learner.ipynb #b564297a
+# %% ../nbs/04_learner.ipynb #8a2f1ac4
 TRAIN_DEFAULTS = dict(
     task='climb', data='builtin', config=None,
     epochs=10, batch_size=64, lr=1e-3, weight_decay=0.1, warmup_steps=100, min_lr_factor=0.1,
-    grad_clip=1.0, accum_steps=1, optimizer='adamw', lookahead=False, lookahead_k=5, lookahead_alpha=0.5, optimizer_state='fp32',
+    grad_clip=1.0, grad_accum=1, optimizer='adamw', lookahead=False, lookahead_k=5, lookahead_alpha=0.5, optimizer_state='fp32',
     freeze=False, freeze_threshold=0.1, freeze_patience=3, freeze_every=50,
     precision='auto', threads=0, device='auto', compile=False, seed=0, valid_frac=0.1,
     out_dir='runs', name=None, resume=False, patience=0, save_every=5, log_every=0,
@@ -90,7 +90,7 @@ TRAIN_CHECKS = {
     'epochs': (_pos, 'a positive integer'), 'batch_size': (_pos, 'a positive integer'),
     'lr': (_pos, 'a positive number'), 'weight_decay': (lambda v: v >= 0, '0 or more'),
     'warmup_steps': (lambda v: v >= 0, '0 or more'), 'grad_clip': (lambda v: v >= 0, '0 (off) or more'),
-    'accum_steps': (_pos, 'a positive integer'), 'threads': (lambda v: v >= 0, '0 (all cores) or a positive count'),
+    'grad_accum': (_pos, 'a positive integer'), 'threads': (lambda v: v >= 0, '0 (all cores) or a positive count'),
     'patience': (lambda v: v >= 0, '0 (off) or a positive number of epochs'),
     'save_every': (lambda v: v >= 0, '0 (off) or a positive number of epochs'),
     'precision': (lambda v: v in ('auto', 'bf16', 'fp32'), "one of 'auto', 'bf16', 'fp32'"),
@@ -125,7 +125,7 @@ class Callback:
     def state_dict(self) -> dict: return {}
     def load_state_dict(self, st:dict): pass
 
-# %% ../nbs/04_learner.ipynb #2eef8b7f
+# %% ../nbs/04_learner.ipynb #61c305be
 def _device(device:str) -> torch.device:
     if device == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if str(device).startswith('cuda') and not torch.cuda.is_available():
@@ -157,9 +157,10 @@ class Learner:
         self.elapsed = 0.0  # training seconds over all sessions of this run
 
     # --- schedule ---
-    def steps_per_epoch(self) -> int: return math.ceil(len(self.data.train) / self.cfg.accum_steps)
-    def _make_sched(self, epochs):
-        total = epochs * self.steps_per_epoch()
+    def steps_per_epoch(self) -> int: return math.ceil(len(self.data.train) / self.cfg.grad_accum)
+    def make_schedule(self, epochs:int|None=None, steps:int|None=None):
+        "Warm-up + cosine over `epochs` epochs (or exactly `steps` optimizer steps, as the benchmark uses)."
+        total = steps or epochs * self.steps_per_epoch()
         if self.sched is None or total != self.sched_total:  # placed at the current step: a resumed or extended run continues
             for g in self.opt.param_groups: g['initial_lr'] = self.cfg.lr
             self.sched = make_scheduler(self.opt, self.cfg.warmup_steps, total, self.cfg.min_lr_factor, done_steps=self.step)
@@ -186,15 +187,15 @@ class Learner:
         return {'train_loss': self.running_loss, 'train_items': self.items_seen, 'train_time': time.perf_counter() - t0}
 
     def train_batch(self, batch, i:int, last:bool=False) -> tuple[torch.Tensor, int]:
-        "One batch: forward, backward, and an optimizer step every `accum_steps` batches (and at the `last`)."
+        "One batch: forward, backward, and an optimizer step every `grad_accum` batches (and at the `last`)."
         c = self.cfg
         batch = _to(batch, self.device)
         with autocast(self.precision, self.device): loss, n = self.loss_fn(self.fit_model, batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"Training loss became {loss.item()} at epoch {self.epoch + 1}, batch {i + 1}; "
                                      f"try a lower 'lr' or precision='fp32'.")
-        (loss / c.accum_steps).backward()
-        if (i + 1) % c.accum_steps == 0 or last:
+        (loss / c.grad_accum).backward()
+        if (i + 1) % c.grad_accum == 0 or last:
             self._cb('before_step')  # gradients are complete here (e.g. for layer freezing)
             if c.grad_clip: torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
             self.opt.step(); self.sched.step(); self.opt.zero_grad(set_to_none=True); self.step += 1
@@ -223,7 +224,7 @@ class Learner:
         epochs = epochs or self.cfg.epochs
         if epochs < 1: raise ClimbkitError(f"Parameter 'epochs' must be a positive integer, got {epochs}.")
         self.target_epochs, self.stop, self.stop_reason = epochs, False, None
-        self._make_sched(max(epochs, self.cfg.epochs))  # the schedule spans the planned run, not this call
+        self.make_schedule(max(epochs, self.cfg.epochs))  # the schedule spans the planned run, not this call
         self._cb('before_fit')
         try:
             while self.epoch < epochs and not self.stop:
@@ -343,7 +344,7 @@ class ProgressCallback(Callback):
     def after_fit(self, learn):
         print(f'Stopped: {learn.stop_reason}. Best valid_loss {learn.best:.4f}.', flush=True)
 
-# %% ../nbs/04_learner.ipynb #1a49ccb4
+# %% ../nbs/04_learner.ipynb #6644be7f
 class CSVLogger(Callback):
     "Write `learn.history` to `run_dir/metrics.csv` after each epoch."
     order = 20
@@ -367,7 +368,7 @@ class TensorBoardLogger(Callback):
         # purge_step drops events a killed run wrote after its last checkpoint
         self.writer = SummaryWriter(str(learn.run_dir/'tb'), purge_step=learn.step if learn.step else None)
     def after_batch(self, learn):
-        if self.writer and learn.step % self.every == 0 and (learn.batch_idx + 1) % learn.cfg.accum_steps == 0:
+        if self.writer and learn.step % self.every == 0 and (learn.batch_idx + 1) % learn.cfg.grad_accum == 0:
             self.writer.add_scalar('train/batch_loss', learn.batch_loss.item(), learn.step)
             self.writer.add_scalar('train/lr', learn.opt.param_groups[0]['lr'], learn.step)
     def after_epoch(self, learn):
@@ -408,7 +409,7 @@ class EarlyStopping(Callback):
     def state_dict(self): return {'wait': self.wait}
     def load_state_dict(self, st): self.wait = st.get('wait', 0)
 
-# %% ../nbs/04_learner.ipynb #07cc1286
+# %% ../nbs/04_learner.ipynb #3075cf4d
 def human_time(s:float) -> str:
     "Seconds as '42 s', '14 min' or '2.3 h'."
     return f'{s:.0f} s' if s < 90 else f'{s / 60:.0f} min' if s < 5400 else f'{s / 3600:.1f} h'
@@ -432,7 +433,7 @@ class ProfileCallback(Callback):
         epoch_s = batch_s * learn.n_batches + (valid_s or 0.0)
         left = max(learn.target_epochs - self.first, 0)
         learn.profile = p = {'setup_s': getattr(learn, 'setup', {}), 'batch_ms': batch_s * 1000,
-                             'step_ms': batch_s * 1000 * learn.cfg.accum_steps, 'items_per_s': items / batch_s,
+                             'step_ms': batch_s * 1000 * learn.cfg.grad_accum, 'items_per_s': items / batch_s,
                              'batches_per_epoch': learn.n_batches, 'epoch_s': epoch_s, 'epochs': left,
                              'projected_s': epoch_s * left, 'includes_validation': valid_s is not None}
         setup = ', '.join(f'{k} {v:.1f} s' for k, v in p['setup_s'].items())
@@ -557,13 +558,21 @@ def _save_results(self, extra:dict|None=None) -> dict:
     return res
 Learner.save_results = _save_results
 
-# %% ../nbs/04_learner.ipynb #077b608c
+# %% ../nbs/04_learner.ipynb #96f7c63b
 def standard_callbacks(cfg:Config, refs:dict|None=None) -> list[Callback]:
     "The callbacks of an ordinary run."
     cbs = [ProgressCallback(log_every=cfg.log_every), ProfileCallback(), CSVLogger(), TensorBoardLogger(),
            CheckpointCallback(cfg.save_every), EarlyStopping(cfg.patience), LivePlot(refs), FigureSaver(refs), ResultsWriter()]
     if cfg.get('freeze'): cbs.append(FreezeCallback(cfg.freeze_threshold, cfg.freeze_patience, cfg.freeze_every))
     return cbs
+
+def build_parts(task:Task, cfg:Config) -> tuple[Data, nn.Module, dict]:
+    "Set threads and seeds, then build the task's data and model; also returns the seconds each took."
+    set_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    t0 = time.perf_counter(); data = task.build_data(cfg)
+    t1 = time.perf_counter(); model = task.build_model(cfg, data)
+    return data, model, {'data': t1 - t0, 'model': time.perf_counter() - t1}
 
 def start_run(params:dict|None=None, **kw) -> tuple[Task, Learner]:
     "Resolve `params` (None values: the default), build the task's data and model, return (task, learner) ready to `fit`."
@@ -578,11 +587,7 @@ def start_run(params:dict|None=None, **kw) -> tuple[Task, Learner]:
             raise ClimbkitError(f"Checkpoint {resume_dir/'checkpoints'/'latest.pt'} is from task {saved.get('task')!r}, not {cfg.task!r}.")
         for k in (*task.model_keys, *task.data_keys, *RESUME_KEYS):  # unset: as in the run being resumed
             if k not in params and k in saved: cfg[k] = saved[k]
-    set_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    t0 = time.perf_counter(); data = task.build_data(cfg)
-    t1 = time.perf_counter(); model = task.build_model(cfg, data)
-    setup = {'data': t1 - t0, 'model': time.perf_counter() - t1}
+    data, model, setup = build_parts(task, cfg)
     refs = task.baselines(data)
     if resume_dir is None: run_dir = new_run_dir(cfg.out_dir, cfg.name, cfg.task)
     else: run_dir = resume_dir

@@ -16,9 +16,9 @@ def _env(tmp_path_factory):
     os.environ.pop('CLIMBKIT_PROGRESS', None)
     yield
 
-def papermill(out_nb, params:dict, cwd=ROOT, check=True):
-    "Run nbs/train.ipynb through the papermill command line; returns the finished process."
-    cmd = [str(Path(sys.executable).parent/'papermill'), str(ROOT/'nbs'/'train.ipynb'), str(out_nb), '--log-output']
+def papermill(out_nb, params:dict, cwd=ROOT, check=True, notebook='train.ipynb'):
+    "Run nbs/`notebook` through the papermill command line; returns the finished process."
+    cmd = [str(Path(sys.executable).parent/'papermill'), str(ROOT/'nbs'/notebook), str(out_nb), '--log-output']
     for k, v in params.items(): cmd += ['-p', k, str(v)]
     p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
     if check and p.returncode != 0: raise AssertionError(f'papermill failed:\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}')

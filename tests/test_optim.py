@@ -47,7 +47,7 @@ def test_synthetic_task_with_every_aid(tmp_path):
     runs = tmp_path/'runs'
     papermill(tmp_path/'s.ipynb', {'task': 'synthetic', 'n_samples': 2000, 'd_in': 64, 'hidden': '128,128,64', 'epochs': 10,
                                    'optimizer_state': 'bf16', 'lookahead': True, 'freeze': True, 'freeze_every': 5,
-                                   'accum_steps': 2, 'fused': True, 'threads': 1, 'out_dir': runs, 'name': 's'})
+                                   'grad_accum': 2, 'fused': True, 'threads': 1, 'out_dir': runs, 'name': 's'})
     res = json.loads((runs/'s'/'results.json').read_text())
     assert res['valid_accuracy'] > res['majority_accuracy'] + 0.05  # few steps: every aid that slows early learning is on
     assert res['final']['valid_loss'] < res['baselines']['class prior']
