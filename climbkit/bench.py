@@ -12,8 +12,8 @@ from .cpu import matmul_flops
 from .learner import Task, Learner, FreezeCallback, resolve_run_config, build_parts, layer_groups, human_time
 
 # %% auto #0
-__all__ = ['rss_mb', 'PeakMemory', 'bench_learner', 'step_stats', 'train_steps', 'matmul_ceiling', 'matmul_rate', 'mfu',
-           'n_params', 'freezing_savings', 'text_table', 'profile', 'plot_ablation']
+__all__ = ['OP_KINDS', 'rss_mb', 'PeakMemory', 'bench_learner', 'step_stats', 'train_steps', 'matmul_ceiling', 'matmul_rate',
+           'mfu', 'n_params', 'freezing_savings', 'step_breakdown', 'text_table', 'profile', 'plot_ablation']
 
 # %% ../nbs/06_bench.ipynb #65f65b6c
 def _status_kb(key:str) -> int|None:
@@ -127,7 +127,33 @@ def freezing_savings(learn:Learner, steps:int=20, warmup:int=3) -> list[dict]:
     for r in rows: r['saved'] = 1 - r['step_ms'] / rows[0]['step_ms']
     return rows
 
-# %% ../nbs/06_bench.ipynb #e332a66d
+# %% ../nbs/06_bench.ipynb #03b02c03
+OP_KINDS = {'matrix products': ('mm', 'addmm', 'bmm', 'baddbmm', 'addbmm', 'linear', 'matmul'),
+            'casts and copies': ('copy_', '_to_copy', 'to', 'clone', 'contiguous', 'cat', 'stack'),
+            'softmax (attention, loss)': ('_softmax', '_softmax_backward_data', '_log_softmax', '_log_softmax_backward_data',
+                                          'nll_loss_forward', 'nll_loss_backward'),
+            'activations': ('gelu', 'gelu_backward', 'relu', 'relu_', 'threshold_backward', 'tanh', 'tanh_backward'),
+            'layer norm': ('native_layer_norm', 'native_layer_norm_backward'),
+            'random numbers (dropout)': ('random_', 'bernoulli_', 'uniform_', 'native_dropout', 'native_dropout_backward'),
+            'fused optimizer kernels': ('_fused_adamw_', '_fused_adam_', '_fused_sgd_')}
+
+def step_breakdown(learn:Learner, steps:int=10, warmup:int=3) -> dict:
+    "ms a step by phase (forward, backward, optimizer) and by kind of operation, from the profiler over `steps` steps."
+    from torch.profiler import profile, ProfilerActivity
+    train_steps(learn, warmup + 1, warmup, validate=False)  # allocation and caches out of the way
+    with profile(activities=[ProfilerActivity.CPU]) as prof: r = train_steps(learn, steps, 0, validate=False)
+    ev = prof.key_averages()
+    total_ms = r['train_s'] * 1000 / steps
+    phases = {k: e.cpu_time_total / 1000 / steps for e in ev for k in ('forward', 'backward', 'optimizer') if e.key == k}
+    kinds = {k: 0.0 for k in OP_KINDS}; kinds['other operations'] = 0.0
+    for e in ev:
+        if not e.key.startswith('aten::'): continue
+        kind = next((k for k, ops in OP_KINDS.items() if e.key[6:] in ops), 'other operations')
+        kinds[kind] += e.self_cpu_time_total / 1000 / steps
+    kinds['Python and the rest'] = max(total_ms - sum(kinds.values()), 0.0)
+    return {'step_ms': total_ms, 'phases': phases, 'kinds': kinds}
+
+# %% ../nbs/06_bench.ipynb #05bbf702
 def text_table(rows:list[dict], columns:dict) -> str:
     "Rows as an aligned text table; `columns` maps each key to (heading, format), e.g. {'step_ms': ('ms/step', '{:.1f}')}."
     cells = [[h for h, _ in columns.values()]] + [[('' if r.get(k) is None else f.format(r[k])) for k, (_, f) in columns.items()] for r in rows]
@@ -155,7 +181,7 @@ def profile(params:dict|None=None, steps=(100, 1000, 10_000), warmup:int=5, meas
     print(text_table(rows, {'steps': ('steps', '{:,}'), 'epochs': ('epochs', '{:.1f}'), 'time': ('time on this machine', '{}'), 'note': ('', '{}')}))
     return res
 
-# %% ../nbs/06_bench.ipynb #fb0fc48f
+# %% ../nbs/06_bench.ipynb #8503e407
 def plot_ablation(rows:list[dict], title:str='', ax=None):
     "Two bar charts over `rows` (each with 'label', 'items_per_s', 'valid_loss'; the first is the reference)."
     import matplotlib.pyplot as plt

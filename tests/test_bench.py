@@ -26,6 +26,7 @@ def test_bench_notebook(tmp_path):
     assert {p.name for p in (run/'figures').iterdir()} == {'comparison.png', 'ablation-mlp.png', 'ablation-climb64.png'}
     text = notebook_text(tmp_path/'bench.ipynb')
     assert 'vs plain' in text and 'vs default' in text and 'parameters frozen' in text and 'the plain loop' in text
+    assert set(res['breakdown']) == {'mlp', 'climb64'} and res['breakdown']['climb64']['kinds']['matrix products'] > 0
 
 def test_bench_bad_parameters(tmp_path):
     p = papermill(tmp_path/'x.ipynb', {**SMALL, 'configs': 'mlp huge', 'out_dir': tmp_path/'runs'}, check=False, notebook='bench.ipynb')
