@@ -412,7 +412,7 @@ class EarlyStopping(Callback):
     def state_dict(self): return {'wait': self.wait}
     def load_state_dict(self, st): self.wait = st.get('wait', 0)
 
-# %% ../nbs/04_learner.ipynb #3075cf4d
+# %% ../nbs/04_learner.ipynb #8815058d
 def human_time(s:float) -> str:
     "Seconds as '42 s', '14 min' or '2.3 h'."
     return f'{s:.0f} s' if s < 90 else f'{s / 60:.0f} min' if s < 5400 else f'{s / 3600:.1f} h'
@@ -441,7 +441,7 @@ class ProfileCallback(Callback):
                              'projected_s': epoch_s * left, 'includes_validation': valid_s is not None}
         setup = ', '.join(f'{k} {v:.1f} s' for k, v in p['setup_s'].items())
         print(f"profile: {'set-up ' + setup + '; ' if setup else ''}{p['batch_ms']:.1f} ms a batch after {self.warmup} warm-up batches "
-              f"({p['items_per_s']:,.0f} items/s); projected: {left} epochs ≈ {human_time(p['projected_s'])} on this machine"
+              f"({p['items_per_s']:,.0f} items/s); projected: {left} epoch{'' if left == 1 else 's'} ≈ {human_time(p['projected_s'])} on this machine"
               f"{'' if valid_s is not None else ' (training only; validation comes after epoch 1)'}", flush=True)
     def after_epoch(self, learn):
         if learn.epoch == self.first + 1 and self.times:  # refine with the measured validation time
