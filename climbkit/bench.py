@@ -88,7 +88,7 @@ def train_steps(learn:Learner, steps:int, warmup:int=5, validate:bool=True) -> d
         t0 = time.perf_counter(); res['valid_loss'] = learn.validate()['valid_loss']; res['valid_s'] = time.perf_counter() - t0
     return res
 
-# %% ../nbs/06_bench.ipynb #f3c44da8
+# %% ../nbs/06_bench.ipynb #ef6ddb1e
 def matmul_ceiling(sizes=(512, 1024, 2048), seconds:float=0.5) -> dict:
     "GFLOP/s of the best square matmul over `sizes`, in fp32 and in bf16."
     return {name: max(matmul_flops(n, dt, seconds) for n in sizes) / 1e9
@@ -96,12 +96,7 @@ def matmul_ceiling(sizes=(512, 1024, 2048), seconds:float=0.5) -> dict:
 
 def matmul_rate(m:int, k:int, n:int, dtype=torch.float32, seconds:float=0.3) -> float:
     "GFLOP/s of an (m x k) @ (k x n) matmul at `dtype`: what a model's own layer shapes can reach (best of repeated timings)."
-    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
-    for _ in range(2): a @ b
-    best, t_end = float('inf'), time.perf_counter() + seconds
-    while time.perf_counter() < t_end:
-        t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)
-    return 2 * m * k * n / best / 1e9
+    return matmul_flops(dtype=dtype, seconds=seconds, shape=(m, k, n)) / 1e9
 
 def mfu(n_params:int, items_per_s:float, ceiling_gflops:float) -> float:
     "Model-FLOPs utilisation: 6 x `n_params` x `items_per_s` over the ceiling (GFLOP/s)."

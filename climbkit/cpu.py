@@ -150,15 +150,16 @@ def linear_relu_timings(batch:int=128, d_in:int=1024, d_out:int=1024, repeats:in
         out[name] = sorted(times[3:])[repeats // 2] * 1000  # median after warm-up
     return out
 
-# %% ../nbs/01_cpu.ipynb #83eb0420
-def matmul_flops(n:int=512, dtype=torch.float32, seconds:float=0.3) -> float:
-    "FLOP/s of an n×n matmul at `dtype` (best of repeated timings for about `seconds`)."
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+# %% ../nbs/01_cpu.ipynb #06183a5a
+def matmul_flops(n:int=512, dtype=torch.float32, seconds:float=0.3, shape:tuple|None=None) -> float:
+    "FLOP/s of an n×n matmul (or an (m×k)@(k×n) one for `shape=(m, k, n)`) at `dtype`: best of repeated timings for about `seconds`."
+    m, k, n = shape or (n, n, n)
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
     for _ in range(2): a @ b
     best, t_end = float('inf'), time.perf_counter() + seconds
     while time.perf_counter() < t_end:
         t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best
+    return 2 * m * k * n / best
 
 def hardware_info(measure:bool=False) -> dict:
     "Machine facts for a run's results: CPU, cores, threads, bf16, torch version (and peak FLOP/s if `measure`)."
