@@ -33,4 +33,6 @@ def test_bench_bad_parameters(tmp_path):
     assert p.returncode != 0 and "unknown configurations ['huge']" in p.stdout + p.stderr
     p = papermill(tmp_path/'y.ipynb', {**SMALL, 'steps': 2, 'out_dir': tmp_path/'runs'}, check=False, notebook='bench.ipynb')
     assert p.returncode != 0 and "'steps' (2) must exceed 'warmup' (2)" in p.stdout + p.stderr
+    p = papermill(tmp_path/'z.ipynb', {**SMALL, 'ablations': 'bf16 turbo', 'out_dir': tmp_path/'runs'}, check=False, notebook='bench.ipynb')
+    assert p.returncode != 0 and "'ablations' names unknown aids ['turbo']" in p.stdout + p.stderr
     assert not (tmp_path/'runs').exists()  # nothing written
