@@ -74,7 +74,7 @@ def split_indices(n:int, valid_frac:float=0.1, seed:int=0) -> tuple[torch.Tensor
     n_valid = min(n - 1, max(1, round(n * valid_frac)))
     return perm[n_valid:].sort().values, perm[:n_valid].sort().values
 
-# %% ../nbs/02_data.ipynb #02c93038
+# %% ../nbs/02_data.ipynb #070bb495
 class TensorLoader:
     "Batches of rows from a dict of equally long tensors, shuffled per epoch from a seed; no workers, no copies."
     def __init__(self, tensors:dict[str, torch.Tensor], batch_size:int, shuffle:bool=False, seed:int=0,
@@ -84,17 +84,28 @@ class TensorLoader:
         if batch_size < 1: raise ClimbkitError(f"Parameter 'batch_size' must be a positive integer, got {batch_size}.")
         self.tensors, self.bs, self.shuffle, self.seed, self.drop_last = tensors, batch_size, shuffle, seed, drop_last
         self.collate, self.epoch, self.n = collate, 0, next(iter(lens.values()))
+        self.rank, self.world = 0, 1
     def set_epoch(self, epoch:int): self.epoch = epoch
-    def __len__(self): return self.n // self.bs if self.drop_last else math.ceil(self.n / self.bs)
+    def shard(self, rank:int, world:int) -> 'TensorLoader':
+        "Serve process `rank` of `world`: its part of each global batch of `world` x `batch_size` rows."
+        self.rank, self.world = rank, world
+        return self
+    def __len__(self):
+        gbs = self.bs * self.world
+        n = self.n - (self.n % gbs if 0 < self.n % gbs < self.world else 0)  # every process gets at least one row
+        return n // gbs if self.drop_last else math.ceil(n / gbs)
     def order(self) -> torch.Tensor:
         if not self.shuffle: return torch.arange(self.n)
         return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
-    def __iter__(self) -> Iterator:
-        idx = self.order()
-        for i in range(len(self)):
-            b = idx[i*self.bs:(i+1)*self.bs]
+    def batches(self, start:int=0) -> Iterator:
+        "The epoch's batches from batch number `start` on (a run resumed mid-epoch skips those it has trained on)."
+        idx, gbs = self.order(), self.bs * self.world
+        for i in range(start, len(self)):
+            b = idx[i*gbs:(i+1)*gbs]
+            if self.world > 1: b = torch.tensor_split(b, self.world)[self.rank]
             batch = {k: v[b] for k, v in self.tensors.items()}
             yield self.collate(batch) if self.collate else batch
+    def __iter__(self) -> Iterator: return self.batches()
 
 def trim_padding(tokens:torch.Tensor, lengths:torch.Tensor) -> torch.Tensor:
     "Cut a padded [batch, max_len] tensor to the longest of its `lengths`."
@@ -107,7 +118,7 @@ class Data:
     valid: TensorLoader
     info: dict = field(default_factory=dict)
 
-# %% ../nbs/02_data.ipynb #b120dafb
+# %% ../nbs/02_data.ipynb #9ee3dbc6
 def records_dataset(records:list[dict]):
     "A `datasets.Dataset` of `records` (a list of flat dicts), built in memory with no network."
     import datasets
