@@ -148,7 +148,7 @@ def step_breakdown(learn:Learner, steps:int=10, warmup:int=3) -> dict:
     kinds['Python and the rest'] = max(total_ms - sum(kinds.values()), 0.0)
     return {'step_ms': total_ms, 'phases': phases, 'kinds': kinds}
 
-# %% ../nbs/06_bench.ipynb #05bbf702
+# %% ../nbs/06_bench.ipynb #c208fb16
 def text_table(rows:list[dict], columns:dict) -> str:
     "Rows as an aligned text table; `columns` maps each key to (heading, format), e.g. {'step_ms': ('ms/step', '{:.1f}')}."
     cells = [[h for h, _ in columns.values()]] + [[('' if r.get(k) is None else f.format(r[k])) for k, (_, f) in columns.items()] for r in rows]
@@ -158,6 +158,11 @@ def text_table(rows:list[dict], columns:dict) -> str:
 
 def profile(params:dict|None=None, steps=(100, 1000, 10_000), warmup:int=5, measure:int=20, **kw) -> dict:
     "Measure a configuration (set-up, ms a step, validation pass) and project the time of `steps` steps and of its epochs."
+    if not (isinstance(warmup, int) and warmup >= 0): raise ClimbkitError(f"profile: 'warmup' must be 0 or a positive whole number, got {warmup!r}.")
+    if not (isinstance(measure, int) and measure >= 1): raise ClimbkitError(f"profile: 'measure' must be a positive whole number of steps, got {measure!r}.")
+    steps = (steps,) if isinstance(steps, int) else tuple(steps)
+    if not steps or not all(isinstance(n, int) and n >= 1 for n in steps):
+        raise ClimbkitError(f"profile: 'steps' must be step counts to project, like (100, 1000, 10000), got {steps!r}.")
     task, learn = bench_learner(params, **kw)
     r = train_steps(learn, warmup + measure, warmup)
     c, spe = learn.cfg, learn.steps_per_epoch()

@@ -339,7 +339,7 @@ def generate_routes(n:int=11000, seed:int=2016) -> list[Route]:
     return [Route([hold_name(*h) for h in st], [hold_name(*h) for h in mid], [hold_name(*h) for h in fin], GRADES[gi])
             for ((st, mid, fin), _), gi in zip(raw, grades)]
 
-# %% ../nbs/10_climb.ipynb #fa727200
+# %% ../nbs/10_climb.ipynb #609d22fc
 def _lower_keys(o):
     if isinstance(o, dict): return {str(k).lower(): _lower_keys(v) for k, v in o.items()}
     if isinstance(o, list): return [_lower_keys(v) for v in o]
@@ -421,12 +421,12 @@ def load_route_file(path) -> tuple[list[Route], LoadReport]:
     if not routes:
         looks_known = any(isinstance(r, dict) and 'moves' in _lower_keys(r) for r in records[:50])
         what = 'every record was rejected' if looks_known else 'no record is in a known route format'
-        raise ClimbkitError(f"Data file {path} has no usable route ({what}; first: {rep.rejected[0][1] if rep.rejected else 'empty list'}). "
+        raise ClimbkitError(f"Data file {path} has no usable route ({what}; first: {f'record {rep.rejected[0][0]}: {rep.rejected[0][1]}' if rep.rejected else 'empty list'}). "
                             f"Expected moonboard.com problems (Moves: [{{Description, IsStart, IsEnd}}], Grade) "
                             f"or the compact form ([{{Grade, Moves: ['F5', ...]}}]).")
     return routes, rep
 
-# %% ../nbs/10_climb.ipynb #45806f1c
+# %% ../nbs/10_climb.ipynb #52af9535
 PROCESSING_VERSION = 2
 
 def route_record(r:Route) -> dict:
@@ -473,6 +473,8 @@ class ClimbData:
 def climb_tensors(data:str='builtin', n_routes:int=11000, angle:int=40, layout:int=0) -> ClimbData:
     "Tensors, board and report for `data`: 'builtin', a MoonBoard JSON file, or a Kilter/Tension sqlite database."
     if data == 'builtin':
+        if not isinstance(n_routes, int) or n_routes < 10:
+            raise ClimbkitError(f"Parameter 'n_routes' must be a whole number of at least 10, got {n_routes!r}.")
         key, source = f'climb-builtin-{n_routes}-v{PROCESSING_VERSION}', f'built-in generator ({n_routes} routes)'
         load = lambda: (generate_routes(n_routes), LoadReport(source, n_routes, n_routes), builtin_moonboard())
     else:
@@ -480,6 +482,8 @@ def climb_tensors(data:str='builtin', n_routes:int=11000, angle:int=40, layout:i
         what = "'builtin', a MoonBoard JSON file or a Kilter/Tension sqlite database"
         if not path.exists(): raise ClimbkitError(f"Parameter 'data' names {path.resolve()}, which does not exist; expected {what}.")
         if path.is_dir(): raise ClimbkitError(f"Parameter 'data' names the folder {path}; expected {what}.")
+        if path.suffix.lower() in ('.db', '.sqlite', '.sqlite3') and not is_sqlite(path):
+            raise ClimbkitError(f"Data file {path} is named like a Kilter/Tension database but is not an sqlite database.")
         if is_sqlite(path):
             from climbkit.aurora import load_aurora_db
             key = f'climb-{file_digest(path)}-a{angle}-l{layout}-v{PROCESSING_VERSION}'

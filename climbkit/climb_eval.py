@@ -217,7 +217,7 @@ def plot_confusion(pred, target, grades:Sequence[str], ax=None):
             if m[i, j]: ax.text(j, i, int(m[i, j]), ha='center', va='center', fontsize=5, color='k')
     return ax.figure
 
-# %% ../nbs/12_climb_eval.ipynb #905b2e61
+# %% ../nbs/12_climb_eval.ipynb #e3dfd9b6
 def _resolve_data(cfg:dict, run_dir:Path) -> str:
     data = cfg.get('data', 'builtin')
     if data == 'builtin' or Path(data).expanduser().exists(): return data
@@ -225,13 +225,15 @@ def _resolve_data(cfg:dict, run_dir:Path) -> str:
         if (base/data).exists(): return str(base/data)
     raise ClimbkitError(f"Run {run_dir} was trained on data {data!r}, which is not found from here; pass the run's data file.")
 
-def _load_run(run_dir, task:str, checkpoint:str='best.pt'):
+def _load_run(run_dir, task:str, checkpoint:str='best.pt', required=()):
     run_dir = Path(run_dir).expanduser()
     cfg = run_config(run_dir)
     if not cfg: raise ClimbkitError(f"{run_dir} is not a run folder: expected {run_dir/'config.json'}.")
     if cfg.get('task') != task: raise ClimbkitError(f"Run {run_dir} is of task {cfg.get('task')!r}, expected {task!r}.")
     path = run_dir/'checkpoints'/checkpoint
     if not path.exists(): raise ClimbkitError(f"Run {run_dir} has no checkpoints/{checkpoint}: has it finished an epoch?")
+    missing = [k for k in required if k not in cfg]
+    if missing: raise ClimbkitError(f"{run_dir/'config.json'} lacks the model's shape ({', '.join(missing)}); is it a climbkit run's config?")
     return run_dir, cfg, path, run_data(cfg, run_dir)
 
 def run_data(cfg:dict, run_dir:Path):
@@ -258,8 +260,8 @@ class Generator:
 
 def load_generator(run_dir, checkpoint:str='best.pt') -> Generator:
     "A checkpoint (default: the best) of a `climb` run, ready to sample."
-    run_dir, cfg, path, cd = _load_run(run_dir, 'climb', checkpoint)
     keys = ClimbTask.model_keys
+    run_dir, cfg, path, cd = _load_run(run_dir, 'climb', checkpoint, required=keys)
     model = RouteTransformer(len(cd.tokenizer), **{k: cfg[k] for k in keys}, dropout=0.0)
     ck = load_checkpoint_file(path)
     check_model_matches(ck, model, cfg, keys, path)
@@ -282,7 +284,7 @@ class Grader:
 
 def load_grader(run_dir) -> Grader:
     "The best checkpoint of a `climb_grade` run."
-    run_dir, cfg, path, cd = _load_run(run_dir, 'climb_grade')
+    run_dir, cfg, path, cd = _load_run(run_dir, 'climb_grade', required=('hidden', 'n_layers'))
     model = make_grade_model(cfg.get('arch', 'mlp'), cd.board, cfg['hidden'], cfg['n_layers'], cfg.get('channels', 16), 0.0)
     ck = load_checkpoint_file(path)
     check_model_matches(ck, model, cfg, ClimbGradeTask.model_keys, path)

@@ -13,15 +13,15 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['ClimbkitError', 'Config', 'resolve_config', 'raises', 'load_config_file', 'seed_everything', 'get_rng_state',
-           'set_rng_state', 'atomic_write', 'atomic_save_json', 'atomic_torch_save', 'new_run_dir', 'run_config',
-           'list_runs', 'find_run_dir', 'RunLock', 'in_kernel', 'under_papermill', 'progress_mode']
+__all__ = ['ALIASES', 'ClimbkitError', 'Config', 'resolve_config', 'raises', 'load_config_file', 'seed_everything',
+           'get_rng_state', 'set_rng_state', 'atomic_write', 'atomic_save_json', 'atomic_torch_save', 'new_run_dir',
+           'run_config', 'list_runs', 'find_run_dir', 'RunLock', 'in_kernel', 'under_papermill', 'progress_mode']
 
 # %% ../nbs/00_core.ipynb #d7be629f
 class ClimbkitError(ValueError):
     "A user-facing error: one clear sentence naming what was wrong and what was expected."
 
-# %% ../nbs/00_core.ipynb #79722443
+# %% ../nbs/00_core.ipynb #85339f6d
 class Config(dict):
     "A dict whose keys can also be read as attributes: `cfg.lr` is `cfg['lr']`."
     def __getattr__(self, k):
@@ -30,9 +30,19 @@ class Config(dict):
     def __setattr__(self, k, v): self[k] = v
     def __dir__(self): return list(super().__dir__()) + list(self.keys())
 
+# names other tools use for the same thing
+ALIASES = {'learning_rate': 'lr', 'num_epochs': 'epochs', 'n_epochs': 'epochs', 'max_epochs': 'epochs', 'bs': 'batch_size',
+           'accum_steps': 'grad_accum', 'gradient_accumulation_steps': 'grad_accum', 'num_threads': 'threads',
+           'output_dir': 'out_dir', 'run_name': 'name', 'wd': 'weight_decay', 'warmup': 'warmup_steps'}
+
 def _close_matches(name, known):
+    "' (did you mean ...?)' for a misspelt or differently spelt `name`, else ''."
     import difflib
-    m = difflib.get_close_matches(name, known, n=1)
+    known = list(known)
+    norm = {k.lower().replace('-', '_'): k for k in known}
+    m = ([ALIASES[name]] if ALIASES.get(name) in known else []) or \
+        ([norm[str(name).lower().replace('-', '_')]] if str(name).lower().replace('-', '_') in norm else []) or \
+        difflib.get_close_matches(str(name), known, n=1)
     return f" (did you mean '{m[0]}'?)" if m else ""
 
 def _coerce(name, value, default):
@@ -57,19 +67,24 @@ def _coerce(name, value, default):
     except (TypeError, ValueError): pass
     raise ClimbkitError(f"Parameter '{name}' must be {t.__name__} (like the default {default!r}), got {value!r}.")
 
-def resolve_config(defaults:Mapping, *overrides:Mapping, checks:Mapping|None=None, untyped=()) -> Config:
-    "Merge `overrides` into `defaults`; unknown names and failed `checks` raise `ClimbkitError`. Keys in `untyped` keep their type."
-    cfg = Config(defaults)
-    for ov in overrides:
+def resolve_config(defaults:Mapping, *overrides:Mapping, checks:Mapping|None=None, untyped=(), sources=()) -> Config:
+    """Merge `overrides` into `defaults`; unknown names and failed `checks` raise `ClimbkitError`. Keys in `untyped` keep their type.
+    `sources` may name where each override came from (e.g. 'config file x.yaml'); errors then say so."""
+    cfg, origin = Config(defaults), {}
+    where = lambda k: f" (in {origin[k]})" if origin.get(k) else ''
+    for i, ov in enumerate(overrides):
+        src = sources[i] if i < len(sources) else None
         for k, v in (ov or {}).items():
             if k not in defaults:
-                raise ClimbkitError(f"Unknown parameter '{k}'{_close_matches(k, list(defaults))}; "
+                raise ClimbkitError(f"Unknown parameter '{k}'{f' in {src}' if src else ''}{_close_matches(k, list(defaults))}; "
                                     f"known parameters are: {', '.join(sorted(defaults))}.")
             if v is None: continue
-            cfg[k] = v if k in untyped else _coerce(k, v, defaults[k])
+            origin[k] = src
+            try: cfg[k] = v if k in untyped else _coerce(k, v, defaults[k])
+            except ClimbkitError as e: raise ClimbkitError(f"{str(e).rstrip('.')}{where(k)}.") from None
     for k, (ok, expected) in (checks or {}).items():
         if k in cfg and cfg[k] is not None and not ok(cfg[k]):
-            raise ClimbkitError(f"Parameter '{k}' must be {expected}, got {cfg[k]!r}.")
+            raise ClimbkitError(f"Parameter '{k}' must be {expected}, got {cfg[k]!r}{where(k)}.")
     return cfg
 
 # %% ../nbs/00_core.ipynb #3785582c
@@ -81,7 +96,7 @@ def raises(f, *args, match:str|None=None, **kw) -> str:
         return str(e)
     raise AssertionError(f"expected a ClimbkitError from {getattr(f, '__name__', f)}")
 
-# %% ../nbs/00_core.ipynb #41a00400
+# %% ../nbs/00_core.ipynb #25878467
 def load_config_file(path, _chain=()) -> dict:
     "Read a YAML (or JSON) config file, following `extends:` to its parents."
     path = Path(path).expanduser().resolve()
@@ -91,7 +106,10 @@ def load_config_file(path, _chain=()) -> dict:
         where = f" (extended by {_chain[-1]})" if _chain else ""
         raise ClimbkitError(f"Config file {path}{where} does not exist.")
     try: data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e: raise ClimbkitError(f"Config file {path} is not valid YAML: {e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, 'problem_mark', None)
+        at = f' at line {mark.line + 1}, column {mark.column + 1}' if mark else ''
+        raise ClimbkitError(f"Config file {path} is not valid YAML{at}: {getattr(e, 'problem', None) or e}.") from None
     if not isinstance(data, dict):
         raise ClimbkitError(f"Config file {path} must hold a mapping of parameter: value, got {type(data).__name__}.")
     parent = data.pop('extends', None)
@@ -115,18 +133,23 @@ def set_rng_state(st:dict):
     random.setstate(st['python']); np.random.set_state(st['numpy']); torch.set_rng_state(st['torch'])
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
 
-# %% ../nbs/00_core.ipynb #feb8508f
+# %% ../nbs/00_core.ipynb #1cef1b63
 def atomic_write(path, data:bytes|str):
     "Write `data` to `path` through a temporary file and a rename."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    except OSError as e: raise ClimbkitError(f"Could not write {path}: {e.strerror or e}.") from e
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError): raise ClimbkitError(f"Could not write {path}: {e.strerror or e} (the previous file, if any, is intact).") from e
+        raise
     return path
 
 def _json_default(o):
@@ -145,7 +168,7 @@ def atomic_torch_save(obj, path):
     buf = io.BytesIO(); torch.save(obj, buf)
     return atomic_write(path, buf.getvalue())
 
-# %% ../nbs/00_core.ipynb #85331b91
+# %% ../nbs/00_core.ipynb #535746a9
 def _holds_run(d:Path) -> bool:
     return (d/'config.json').exists() or (d/'checkpoints').exists()
 
@@ -188,17 +211,20 @@ def find_run_dir(resume, out_dir='runs', task:str|None=None) -> Path:
     p = Path(resume).expanduser()
     if p.is_file() and p.suffix == '.pt': p = p.parent.parent if p.parent.name == 'checkpoints' else p.parent
     if not (p/'checkpoints'/'latest.pt').exists():
-        raise ClimbkitError(f"Cannot resume from {resume!r}: expected a run folder holding checkpoints/latest.pt.")
+        raise ClimbkitError(f"Cannot resume from '{resume}': expected a run folder holding checkpoints/latest.pt.")
     return p
 
-# %% ../nbs/00_core.ipynb #4aa8ee10
+# %% ../nbs/00_core.ipynb #ae8e08e5
 class RunLock:
     "An exclusive, crash-proof lock on a run folder (`run_dir/.lock`)."
     def __init__(self, run_dir): self.path, self.fd = Path(run_dir)/'.lock', None
     @property
     def held(self) -> bool: return self.fd is not None
-    def acquire(self) -> 'RunLock':
-        if self.fd is not None: return self
+    def acquire(self, announce:bool=True) -> 'RunLock':
+        "Take the lock (or raise naming its live holder); `announce` writes this process into the lock file."
+        if self.fd is not None:
+            if announce: self.announce()
+            return self
         try: import fcntl
         except ImportError: return self  # no POSIX file locks (Windows): unguarded
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -208,10 +234,14 @@ class RunLock:
             os.close(fd)
             raise ClimbkitError(f"Run folder {self.path.parent} is in use by a live run ({holder}); wait for it to finish, "
                                 f"or stop it (it saves a checkpoint) and resume.") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {platform.node()} since {datetime.datetime.now().isoformat(timespec='seconds')}".encode())
         self.fd = fd
+        if announce: self.announce()
         return self
+    def announce(self):
+        "Write who holds the lock into it (done once a run has passed its checks, so a refused start changes nothing)."
+        if self.fd is None: return
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"pid {os.getpid()} on {platform.node()} since {datetime.datetime.now().isoformat(timespec='seconds')}".encode(), 0)
     def release(self):
         if self.fd is not None: os.close(self.fd); self.fd = None  # closing the descriptor drops the lock
     def __del__(self): self.release()

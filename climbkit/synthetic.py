@@ -18,7 +18,7 @@ from .metrics import prior_cross_entropy
 # %% auto #0
 __all__ = ['BLOCK', 'synthetic_data', 'parse_sizes', 'MLP', 'fused_is_faster', 'SyntheticTask']
 
-# %% ../nbs/20_synthetic.ipynb #727ed9d4
+# %% ../nbs/20_synthetic.ipynb #12a67754
 BLOCK = 1024
 
 def _teacher(d_in:int, n_classes:int, seed:int):
@@ -29,6 +29,8 @@ def _teacher(d_in:int, n_classes:int, seed:int):
 
 def synthetic_data(n:int, d_in:int=784, n_classes:int=10, seed:int=0) -> tuple[torch.Tensor, torch.Tensor]:
     "`n` inputs (standard normal) and their teacher labels, deterministic in `seed`, generated block by block."
+    for name, v in (('n', n), ('d_in', d_in), ('n_classes', n_classes), ('seed', seed)):
+        if not isinstance(v, int) or isinstance(v, bool): raise ClimbkitError(f"Synthetic data: {name!r} must be a whole number, got {v!r}.")
     if n < 1 or d_in < 1 or n_classes < 2:
         raise ClimbkitError(f"Synthetic data need n >= 1, d_in >= 1 and n_classes >= 2, got n={n}, d_in={d_in}, n_classes={n_classes}.")
     w1, w2, b = _teacher(d_in, n_classes, seed)

@@ -42,7 +42,7 @@ def test_bad_parameters(tmp_path, params, message):
     ('this is not json', 'neither JSON nor JSON lines'),
     ('[{"title": "a song", "year": 1999}]', 'no record is in a known route format'),
     ('{"tracks": [1, 2]}', "expected a list of records or an object with one under 'data'"),
-    ('[{"Grade": "9Z", "Moves": ["A5", "B18"]}]', "every record was rejected; first: grade '9Z'"),
+    ('[{"Grade": "9Z", "Moves": ["A5", "B18"]}]', "every record was rejected; first: record 0: grade '9Z'"),
 ])
 def test_bad_data_files(tmp_path, content, message):
     f = write(tmp_path/'routes.json', content)
