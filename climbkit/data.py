@@ -42,7 +42,7 @@ def read_json_records(path, list_keys=('data', 'Data', 'routes', 'Routes', 'prob
                             f"or an object with one under {', '.join(repr(k) for k in list_keys[:4])}.")
     raise ClimbkitError(f"Data file {path} holds a JSON {type(data).__name__}; expected a list of records.")
 
-# %% ../nbs/02_data.ipynb #3fcc866c
+# %% ../nbs/02_data.ipynb #e9b94a83
 def cache_root() -> Path:
     "Where processed data are cached: `$CLIMBKIT_CACHE`, else `~/.cache/climbkit`."
     return Path(os.environ.get('CLIMBKIT_CACHE') or Path.home()/'.cache'/'climbkit').expanduser()
@@ -62,7 +62,7 @@ def cached(key:str, build:Callable[[], Any], root=None) -> tuple[Any, bool]:
         except Exception as e: warnings.warn(f"Cache file {path} is unreadable ({e}); rebuilding it.")
     value = build()
     try: atomic_torch_save(value, path)
-    except OSError as e: warnings.warn(f"Could not write cache file {path} ({e}); continuing without a cache.")
+    except (OSError, ClimbkitError) as e: warnings.warn(f"{e} Continuing without a cache.")  # a full disk or read-only cache
     return value, False
 
 # %% ../nbs/02_data.ipynb #c7299e10
