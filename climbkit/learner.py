@@ -19,10 +19,11 @@ from .optim import make_optimizer, make_scheduler
 
 # %% auto #0
 __all__ = ['TASKS', 'MACHINERY', 'TRAIN_DEFAULTS', 'RESUME_KEYS', 'TRAIN_CHECKS', 'Task', 'register_task', 'known_tasks',
-           'get_task', 'resolve_run_config', 'Callback', 'Learner', 'load_checkpoint_file', 'check_model_matches',
-           'fmt_time', 'ProgressCallback', 'CSVLogger', 'TensorBoardLogger', 'CheckpointCallback', 'EarlyStopping',
-           'human_time', 'ProfileCallback', 'layer_groups', 'FreezeCallback', 'plot_history', 'LivePlot', 'FigureSaver',
-           'ResultsWriter', 'standard_callbacks', 'build_parts', 'start_run', 'notebook_params']
+           'get_task', 'distributed', 'on_rank0', 'resolve_run_config', 'Callback', 'Learner', 'load_checkpoint_file',
+           'check_model_matches', 'fmt_time', 'ProgressCallback', 'CSVLogger', 'TensorBoardLogger',
+           'CheckpointCallback', 'EarlyStopping', 'human_time', 'ProfileCallback', 'layer_groups', 'FreezeCallback',
+           'plot_history', 'LivePlot', 'FigureSaver', 'ResultsWriter', 'standard_callbacks', 'build_parts',
+           'worker_callbacks', 'start_run', 'notebook_params', 'parse_cli_args', 'train_cli']
 
 # %% ../nbs/04_learner.ipynb #40fc8078
 class Task:
@@ -74,7 +75,7 @@ def get_task(name:str) -> Task:
         raise ClimbkitError(f"Unknown task {name!r}{_close_matches(name, known)}; expected one of: {', '.join(known) or '(none)'}.")
     return TASKS[name]()
 
-# %% ../nbs/04_learner.ipynb #fd26580a
+# %% ../nbs/04_learner.ipynb #b38c868a
 TRAIN_DEFAULTS = dict(
     task='climb', data='builtin', config=None,
     epochs=10, batch_size=64, lr=1e-3, weight_decay=0.1, warmup_steps=100, min_lr_factor=0.1,
@@ -108,8 +109,32 @@ TRAIN_CHECKS = {
     'resume': (lambda v: isinstance(v, (bool, str)) or isinstance(v, os.PathLike), 'True, False or a run folder'),
 }
 
+def distributed() -> tuple[int, int]:
+    "(rank, world size) of this process: (0, 1) unless `torchrun` started it, in which case the process group is set up (gloo on CPU, NCCL on GPU)."
+    world = int(os.environ.get('WORLD_SIZE', '1'))
+    if world <= 1: return 0, 1
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        cuda = torch.cuda.is_available()
+        if cuda: torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', '0')))
+        dist.init_process_group('nccl' if cuda else 'gloo')
+    return dist.get_rank(), dist.get_world_size()
+
+def on_rank0(fn:Callable, world:int):
+    "Run `fn` on rank 0 only and give its result (or its `ClimbkitError`) to every process."
+    if world <= 1: return fn()
+    import torch.distributed as dist
+    box = [None]
+    if dist.get_rank() == 0:
+        try: box[0] = ('ok', fn())
+        except ClimbkitError as e: box[0] = ('error', str(e))
+    dist.broadcast_object_list(box, src=0)
+    if box[0][0] == 'error': raise ClimbkitError(box[0][1])
+    return box[0][1]
+
 def _device(device:str) -> torch.device:
-    if device == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if device == 'auto':
+        return torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else 'cpu')
     if str(device).startswith('cuda') and not torch.cuda.is_available():
         raise ClimbkitError(f"Parameter 'device' is {device!r} but no CUDA GPU is available; use 'auto' or 'cpu'.")
     return torch.device(device)
@@ -143,7 +168,7 @@ class Callback:
     def state_dict(self) -> dict: return {}
     def load_state_dict(self, st:dict): pass
 
-# %% ../nbs/04_learner.ipynb #82c8d75b
+# %% ../nbs/04_learner.ipynb #72303b75
 def _to(batch, device):
     if device.type == 'cpu': return batch
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -167,6 +192,11 @@ class Learner:
         self.batch_in_epoch, self._partial = 0, None  # where a run stopped mid-epoch resumes
         self.lock = None  # a RunLock on run_dir, held while training
         self.fit_model = torch.compile(model, dynamic=True) if c.compile else model  # batch lengths vary
+        self.rank, self.world = distributed()
+        if self.world > 1:  # data parallel: each process its shard of every batch, gradients averaged
+            from torch.nn.parallel import DistributedDataParallel
+            self.data.train.shard(self.rank, self.world)
+            self.fit_model = DistributedDataParallel(self.fit_model)
         self.cbs = sorted(cbs, key=lambda cb: cb.order)
         self.elapsed = 0.0  # training seconds over all sessions of this run
 
@@ -201,6 +231,9 @@ class Learner:
             self._loss_sum += loss.double() * n; self.items_seen += n
             self.batch_loss, self.epoch_time, self.batch_in_epoch = loss, time.perf_counter() - t0, i + 1
             self._cb('after_batch')
+            if self.world > 1 and self.stepped:  # a signal seen by any process stops them all at the same step
+                flag = torch.tensor([1 if self.interrupt else 0]); torch.distributed.all_reduce(flag, torch.distributed.ReduceOp.MAX)
+                if flag.item() and not self.interrupt: self.interrupt = 'SIGTERM'
             if self.interrupt and self.stepped and i + 1 < self.n_batches:  # at a step boundary: save and stop here
                 self.stop = True
                 self.stop_reason = f'{self.interrupt} during epoch {self.epoch + 1}, after batch {i + 1} of {self.n_batches}'
@@ -210,7 +243,7 @@ class Learner:
         return {'train_loss': self.running_loss, 'train_items': self.items_seen, 'train_time': time.perf_counter() - t0}
 
     def train_batch(self, batch, i:int, last:bool=False) -> tuple[torch.Tensor, int]:
-        "One batch: forward, backward, and an optimizer step every `grad_accum` batches (and at the `last`)."
+        "One batch: forward, backward, and an optimizer step every `grad_accum` batches (and at the `last`); returns (mean loss, items), over all processes."
         c, self.stepped = self.cfg, False
         batch = _to(batch, self.device)
         # the phases are labelled for the profiler (`climbkit.bench.step_breakdown`); the labels cost ~1 µs when it is off
@@ -218,14 +251,18 @@ class Learner:
         if not torch.isfinite(loss):
             raise FloatingPointError(f"Training loss became {loss.item()} at epoch {self.epoch + 1}, batch {i + 1}; "
                                      f"try a lower 'lr' or precision='fp32'.")
-        with record_function('backward'): (loss / c.grad_accum).backward()
+        scale, seen = 1.0, (loss.detach(), n)
+        if self.world > 1:  # weigh each process by the items it scored, so the mean is the global batch's (DDP averages)
+            t = torch.tensor([float(n), float(loss) * n], dtype=torch.float64); torch.distributed.all_reduce(t)
+            scale, seen = n * self.world / t[0].item(), (t[1] / t[0], int(t[0]))  # and report the global batch's figures
+        with record_function('backward'): (loss * scale / c.grad_accum).backward()
         if (i + 1) % c.grad_accum == 0 or last:
             with record_function('optimizer'):
                 self._cb('before_step')  # gradients are complete here (e.g. for layer freezing)
                 if c.grad_clip: torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
                 self.opt.step(); self.sched.step(); self.opt.zero_grad(set_to_none=True); self.step += 1
             self.stepped = True
-        return loss.detach(), n
+        return seen
 
     @property
     def running_loss(self) -> float:
@@ -626,7 +663,7 @@ def _save_results(self, extra:dict|None=None) -> dict:
     return res
 Learner.save_results = _save_results
 
-# %% ../nbs/04_learner.ipynb #3cf19d35
+# %% ../nbs/04_learner.ipynb #7c2d4f47
 def standard_callbacks(cfg:Config, refs:dict|None=None) -> list[Callback]:
     "The callbacks of an ordinary run."
     cbs = [ProgressCallback(log_every=cfg.log_every), ProfileCallback(), CSVLogger(), TensorBoardLogger(),
@@ -643,15 +680,31 @@ def build_parts(task:Task, cfg:Config) -> tuple[Data, nn.Module, dict]:
     t1 = time.perf_counter(); model = task.build_model(cfg, data)
     return data, model, {'data': t1 - t0, 'model': time.perf_counter() - t1}
 
+def worker_callbacks(cfg:Config) -> list[Callback]:
+    "The callbacks of processes other than rank 0 in a data-parallel run: those whose decisions all processes must share."
+    return [EarlyStopping(cfg.patience)] + ([FreezeCallback(cfg.freeze_threshold, cfg.freeze_patience, cfg.freeze_every)] if cfg.get('freeze') else [])
+
 def start_run(params:dict|None=None, **kw) -> tuple[Task, Learner]:
     "Resolve `params` (None values: the default), build the task's data and model, return (task, learner) ready to `fit`."
     params = {k: v for k, v in {**(params or {}), **kw}.items() if v is not None}
     task, cfg = resolve_run_config(params)
+    rank, world = distributed()  # under torchrun: rank 0 alone makes, locks and writes the run folder
     resume_dir, lock = None, None
+    def find_and_lock():
+        nonlocal lock
+        d = find_run_dir(cfg.resume, cfg.out_dir, cfg.task)
+        lock = RunLock(d).acquire(announce=False)  # refused while a live run writes there
+        if not os.access(d, os.W_OK | os.X_OK):
+            raise ClimbkitError(f"Run folder {d} is not writable: a resumed run could not save its checkpoints.")
+        return d
+    def make_and_lock():
+        nonlocal lock
+        d = new_run_dir(cfg.out_dir, cfg.name, cfg.task)
+        lock = RunLock(d).acquire(announce=False)
+        return d
     try:
         if cfg.resume:
-            resume_dir = find_run_dir(cfg.resume, cfg.out_dir, cfg.task)
-            lock = RunLock(resume_dir).acquire(announce=False)  # refused while a live run writes there
+            resume_dir = on_rank0(find_and_lock, world)
             ck = load_checkpoint_file(resume_dir/'checkpoints'/'latest.pt')
             saved = ck.get('config', {})
             if saved.get('task') != cfg.task:
@@ -660,24 +713,20 @@ def start_run(params:dict|None=None, **kw) -> tuple[Task, Learner]:
                 if k not in params and k in saved: cfg[k] = saved[k]
         data, model, setup = build_parts(task, cfg)
         refs = task.baselines(data)
-        if resume_dir is None:
-            run_dir = new_run_dir(cfg.out_dir, cfg.name, cfg.task)
-            lock = RunLock(run_dir).acquire(announce=False)
-        else: run_dir = resume_dir
-        learn = Learner(model, data, task.loss, cfg, standard_callbacks(cfg, refs), run_dir,
-                        evaluate=lambda m: task.evaluate(m, data, cfg))
+        run_dir = resume_dir if resume_dir is not None else on_rank0(make_and_lock, world)
+        cbs = standard_callbacks(cfg, refs) if rank == 0 else worker_callbacks(cfg)
+        learn = Learner(model, data, task.loss, cfg, cbs, run_dir if rank == 0 else None, evaluate=lambda m: task.evaluate(m, data, cfg))
         learn.task, learn.baselines, learn.setup, learn.lock = task, refs, setup, lock
         if resume_dir is not None:
             learn.load_checkpoint(run_dir/'checkpoints'/'latest.pt', task.model_keys, ck=ck)
             where = f', {learn.batch_in_epoch} batches into epoch {learn.epoch + 1}' if learn.batch_in_epoch else ''
-            print(f'Resuming {run_dir} after epoch {learn.epoch}{where} (step {learn.step}).')
-        if resume_dir is not None and not os.access(run_dir, os.W_OK | os.X_OK):
-            raise ClimbkitError(f"Run folder {run_dir} is not writable: a resumed run could not save its checkpoints.")
-        lock.announce()
-        cfg_file = run_dir/'config.json'
-        if cfg_file.exists() and resume_dir is not None:
-            atomic_write(run_dir/f'config.resume-step{learn.step}.json', cfg_file.read_text())
-        atomic_save_json({**cfg, 'run_dir': str(run_dir)}, cfg_file)
+            if rank == 0: print(f'Resuming {run_dir} after epoch {learn.epoch}{where} (step {learn.step}).')
+        if rank == 0:
+            lock.announce()
+            cfg_file = run_dir/'config.json'
+            if cfg_file.exists() and resume_dir is not None:
+                atomic_write(run_dir/f'config.resume-step{learn.step}.json', cfg_file.read_text())
+            atomic_save_json({**cfg, 'run_dir': str(run_dir), 'processes': world}, cfg_file)
     except BaseException:
         if lock: lock.release()
         raise
@@ -688,3 +737,41 @@ def notebook_params(namespace:dict, before:set) -> dict:
     "Plain-valued variables in `namespace` that are not in the snapshot `before` (papermill parameters)."
     plain = (type(None), bool, int, float, str, Path)
     return {k: v for k, v in namespace.items() if k not in before and not k.startswith('_') and isinstance(v, plain)}
+
+# %% ../nbs/04_learner.ipynb #7b1cb635
+def parse_cli_args(argv:list[str]) -> dict:
+    "`['--epochs', '50', '--lr=2e-3', '--freeze']` -> {'epochs': '50', 'lr': '2e-3', 'freeze': 'true'} (typed later by the config)."
+    params, i = {}, 0
+    while i < len(argv):
+        a = argv[i]
+        if not a.startswith('--') or len(a) < 3:
+            raise ClimbkitError(f"Expected --name value, got {a!r}; for example: climbkit-train --task climb --epochs 50.")
+        name, eq, value = a[2:].partition('=')
+        if eq: i += 1
+        elif i + 1 < len(argv) and not argv[i + 1].startswith('--'): value, i = argv[i + 1], i + 2
+        else: value, i = 'true', i + 1  # a bare flag: --freeze
+        params[name.replace('-', '_')] = None if value.lower() == 'none' else value
+    return params
+
+def train_cli(argv:list[str]|None=None) -> int:
+    "The `climbkit-train` command: a training run with `train.ipynb`'s parameters, in one process or under torchrun."
+    import sys
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ('-h', '--help') for a in argv):
+        print("usage: climbkit-train [--config FILE.yaml] [--task climb] [--name value ...]\n"
+              "Any parameter of nbs/train.ipynb, e.g. --epochs 50 --batch_size 16 --resume true.\n"
+              "Under torchrun (torchrun --nproc_per_node N --no-python climbkit-train ...) it trains data-parallel.")
+        return 0
+    try:
+        task, learn = start_run(parse_cli_args(argv))
+        learn.fit()
+        if learn.rank == 0 and learn.interrupt is None and learn.history:
+            learn.model.load_state_dict(load_checkpoint_file(learn.run_dir/'checkpoints'/'best.pt')['model'])
+            learn.save_results({'baselines': learn.baselines, **task.report(learn.model, learn.data, learn.cfg, learn.run_dir)})
+        return 0
+    except ClimbkitError as e:
+        print(f'climbkit-train: {e}', file=sys.stderr)
+        return 2
+    finally:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
