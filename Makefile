@@ -12,7 +12,7 @@ endif
 ARGS ?=
 GRADER_ARGS ?=
 
-.PHONY: setup train train-grader generate test export check-export nbdev-test pytest bench lab clean
+.PHONY: setup train train-grader generate test export check-export nbdev-test pytest bench soak lab clean
 
 $(BIN)/.climbkit-installed: settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,13 @@ bench: setup
 	@mkdir -p runs/$(BENCH)
 	$(BIN)/papermill nbs/bench.ipynb runs/$(BENCH)/bench.ipynb -p name $(BENCH) -p out_dir runs --log-output $(ARGS)
 	@echo "results: runs/$(BENCH)"
+
+## soak: 20,000 steps of the flagship, watching memory and disk (runs/soak-<date>/; ARGS='-p steps 2000' for a shorter look)
+SOAK := soak-$(shell date +%Y%m%d-%H%M%S)
+soak: setup
+	@mkdir -p runs/$(SOAK)
+	$(BIN)/papermill nbs/soak.ipynb runs/$(SOAK)/soak.ipynb -p name $(SOAK) -p out_dir runs --log-output $(ARGS)
+	@echo "results: runs/$(SOAK)"
 
 lab: setup
 	$(BIN)/jupyter lab nbs

@@ -12,10 +12,11 @@ from .cpu import matmul_flops
 from .learner import Task, Learner, FreezeCallback, resolve_run_config, build_parts, layer_groups, human_time
 
 # %% auto #0
-__all__ = ['OP_KINDS', 'rss_mb', 'PeakMemory', 'bench_learner', 'step_stats', 'train_steps', 'matmul_ceiling', 'matmul_rate',
-           'mfu', 'n_params', 'freezing_savings', 'step_breakdown', 'text_table', 'profile', 'plot_ablation']
+__all__ = ['OP_KINDS', 'rss_mb', 'peak_rss_mb', 'PeakMemory', 'bench_learner', 'step_stats', 'train_steps', 'matmul_ceiling',
+           'matmul_rate', 'mfu', 'n_params', 'freezing_savings', 'step_breakdown', 'text_table', 'profile',
+           'plot_ablation']
 
-# %% ../nbs/06_bench.ipynb #65f65b6c
+# %% ../nbs/06_bench.ipynb #3598cde4
 def _status_kb(key:str) -> int|None:
     try:
         for line in Path('/proc/self/status').read_text().splitlines():
@@ -26,6 +27,11 @@ def _status_kb(key:str) -> int|None:
 def rss_mb() -> float|None:
     "The process's resident memory now, in MiB (None where /proc is missing)."
     kb = _status_kb('VmRSS')
+    return None if kb is None else kb / 1024
+
+def peak_rss_mb() -> float|None:
+    "The most resident memory the process has held so far (since start, or since a `PeakMemory` reset it), in MiB."
+    kb = _status_kb('VmHWM')
     return None if kb is None else kb / 1024
 
 class PeakMemory:

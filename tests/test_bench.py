@@ -36,3 +36,11 @@ def test_bench_bad_parameters(tmp_path):
     p = papermill(tmp_path/'z.ipynb', {**SMALL, 'ablations': 'bf16 turbo', 'out_dir': tmp_path/'runs'}, check=False, notebook='bench.ipynb')
     assert p.returncode != 0 and "'ablations' names unknown aids ['turbo']" in p.stdout + p.stderr
     assert not (tmp_path/'runs').exists()  # nothing written
+
+def test_soak_notebook(tmp_path):
+    papermill(tmp_path/'soak.ipynb', {'steps': 20, 'n_routes': 300, 'threads': 1, 'checkpoint_every': 3, 'save_every': 1, 'keep_last': 2,
+                                      'out_dir': tmp_path/'runs', 'name': 's'}, notebook='soak.ipynb')
+    soak = json.loads((tmp_path/'runs'/'s'/'soak.json').read_text())
+    assert soak['steps'] >= 20 and len(soak['memory']) == soak['epochs'] and all(r['rss_mb'] > 0 for r in soak['memory'])
+    assert sorted(soak['checkpoint_files']) == sorted(['best.pt', 'latest.pt', f"epoch_{soak['epochs'] - 1}.pt", f"epoch_{soak['epochs']}.pt"])
+    assert (tmp_path/'runs'/'s'/'figures'/'memory.png').exists() and 'growth: RSS' in notebook_text(tmp_path/'soak.ipynb')
