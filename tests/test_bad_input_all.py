@@ -444,14 +444,11 @@ def test_load_checkpoint_file(tmp_path, prev, kind):
     unchanged(before, tmp_path)
 
 
-def _swap_latest(kind):
+def _spoil(checkpoint, kind):
+    "A preparation that replaces the run's `checkpoint` by a bad one of `kind`."
     def prep(run, prev):
-        p = run/'checkpoints'/'latest.pt'
+        p = run/'checkpoints'/checkpoint
         CKPT_MAKERS[kind](p, p.read_bytes(), torch.load(p, weights_only=False))
-    return prep
-
-def _put(prep_fn):
-    def prep(run, prev): prep_fn(run, prev)
     return prep
 
 def _nothing(run, prev): pass
@@ -461,25 +458,25 @@ LATEST = '{run}/checkpoints/latest.pt'
 
 RESUME_CASES = [
     # a damaged checkpoint (the truncated-at-5000-bytes and the foreign-dict cases are in test_bad_input.py)
-    *[R(_swap_latest(k), {}, (LATEST,), id=f'latest-{k}') for k in ('empty-file', 'random-bytes', 'text', 'a-tensor', 'state_dict-only', 'last-100-bytes-cut')],
+    *[R(_spoil('latest.pt', k), {}, (LATEST,), id=f'latest-{k}') for k in ('empty-file', 'random-bytes', 'text', 'a-tensor', 'state_dict-only', 'last-100-bytes-cut')],
     # another model shape (d_model is in test_bad_input.py)
     R(_nothing, {'n_layers': 2}, (LATEST, 'n_layers=1 (this run: 2)'), id='shape-n_layers'),
     R(_nothing, {'dim_feedforward': 128}, (LATEST, 'dim_feedforward=64 (this run: 128)'), id='shape-dim_feedforward'),
     R(_nothing, {'n_heads': 4}, (LATEST, 'n_heads=2 (this run: 4)'), id='shape-n_heads'),
     R(_nothing, {'max_seq_len': 64}, (LATEST, 'max_seq_len'), id='shape-max_seq_len'),
-    R(_put(lambda run, prev: torch.save(_reshaped(torch.load(run/'checkpoints'/'latest.pt', weights_only=False)), run/'checkpoints'/'latest.pt')),
+    R(lambda run, prev: torch.save(_reshaped(torch.load(run/'checkpoints'/'latest.pt', weights_only=False)), run/'checkpoints'/'latest.pt'),
       {}, (LATEST, 'different model'), id='shape-weights-of-another-model'),
-    R(_put(lambda run, prev: torch.save({**(c := torch.load(run/'checkpoints'/'latest.pt', weights_only=False)),
-                                         'model': {k: v for k, v in c['model'].items() if not k.startswith('blocks.0.ff')}},
-                                        run/'checkpoints'/'latest.pt')),
+    R(lambda run, prev: torch.save({**(c := torch.load(run/'checkpoints'/'latest.pt', weights_only=False)),
+                                    'model': {k: v for k, v in c['model'].items() if not k.startswith('blocks.0.ff')}},
+                                   run/'checkpoints'/'latest.pt'),
       {}, (LATEST, 'different model'), id='shape-missing-tensors'),
     # another task
     R(_nothing, {**BASE['climb_grade']}, (LATEST, "'climb'", "'climb_grade'"), id='task-climb-run-resumed-as-grade'),
     R(_nothing, {**QUIET}, (LATEST, "'climb_grade'", "'climb'"), id='task-grade-run-resumed-as-climb', src='grade'),
-    R(_put(lambda run, prev: shutil.copy(prev.grade/'checkpoints'/'latest.pt', run/'checkpoints'/'latest.pt')),
+    R(lambda run, prev: shutil.copy(prev.grade/'checkpoints'/'latest.pt', run/'checkpoints'/'latest.pt'),
       {}, (LATEST, "'climb_grade'"), id='task-grade-checkpoint-in-climb-run'),
     # not a run to resume
-    R(_put(lambda run, prev: shutil.rmtree(run/'checkpoints')), {}, ('{run}',), id='folder-without-checkpoints'),
+    R(lambda run, prev: shutil.rmtree(run/'checkpoints'), {}, ('{run}',), id='folder-without-checkpoints'),
 ]
 
 
@@ -536,12 +533,6 @@ def _cfg_only(keep):
         (run/'config.json').write_text(json.dumps({k: cfg[k] for k in keep}))
     return prep
 
-def _best(kind):
-    def prep(run, prev):
-        p = run/'checkpoints'/'best.pt'
-        CKPT_MAKERS[kind](p, p.read_bytes(), torch.load(p, weights_only=False))
-    return prep
-
 def _best_from(other):
     def prep(run, prev): shutil.copy(getattr(prev, other)/'checkpoints'/'best.pt', run/'checkpoints'/'best.pt')
     return prep
@@ -557,12 +548,12 @@ def L(src, prep, kw, needles, id): return pytest.param(src, prep, kw, needles, i
 GENERATOR_CASES = [
     L('grade', _nothing, {}, ('{run}', "'climb_grade'"), id='a-grade-run'),
     L('climb', _gone, {}, ('{run}',), id='missing-folder'),
-    L('climb', _put(lambda run, prev: (run/'config.json').write_text('{"task": "climb", ')), {}, ('{run}/config.json',), id='config-not-json'),
+    L('climb', lambda run, prev: (run/'config.json').write_text('{"task": "climb", '), {}, ('{run}/config.json',), id='config-not-json'),
     L('climb', _cfg_only(('task', 'data', 'n_routes')), {}, (('{run}/config.json', "'d_model'"),), id='config-without-model-shape'),
     L('climb', _write_cfg(data='/nonexistent/routes.json'), {}, ('/nonexistent/routes.json',), id='data-file-gone'),
-    L('climb', _best('half'), {}, (BEST,), id='best-truncated'),
-    L('climb', _best('random-bytes'), {}, (BEST,), id='best-random-bytes'),
-    L('climb', _best('state_dict-only'), {}, (BEST,), id='best-state_dict-only'),
+    L('climb', _spoil('best.pt', 'half'), {}, (BEST,), id='best-truncated'),
+    L('climb', _spoil('best.pt', 'random-bytes'), {}, (BEST,), id='best-random-bytes'),
+    L('climb', _spoil('best.pt', 'state_dict-only'), {}, (BEST,), id='best-state_dict-only'),
     L('climb', _best_reshaped, {}, (BEST, 'different model'), id='best-weights-of-another-shape'),
     L('climb', _write_cfg(d_model=64, n_heads=2), {}, (BEST, 'd_model=32 (this run: 64)'), id='config-of-another-shape'),
     L('climb', _best_from('grade'), {}, (BEST, 'climb_grade'), id='best-from-grade-task'),
@@ -573,11 +564,11 @@ GRADER_CASES = [
     L('climb', _nothing, {}, ('{run}', "'climb'"), id='a-climb-run'),
     L('grade', _gone, {}, ('{run}',), id='missing-folder'),
     L('grade', _cfg_only(('task', 'data', 'n_routes')), {}, (('{run}/config.json', "'hidden'"),), id='config-without-model-shape'),
-    L('grade', _best('half'), {}, (BEST,), id='best-truncated'),
-    L('grade', _best('text'), {}, (BEST,), id='best-text'),
+    L('grade', _spoil('best.pt', 'half'), {}, (BEST,), id='best-truncated'),
+    L('grade', _spoil('best.pt', 'text'), {}, (BEST,), id='best-text'),
     L('grade', _write_cfg(hidden=16), {}, (BEST, 'hidden=8 (this run: 16)'), id='config-of-another-shape'),
     L('grade', _best_from('climb'), {}, (BEST, "'climb'"), id='best-from-climb-task'),
-    L('grade', _put(lambda run, prev: (run/'checkpoints'/'best.pt').unlink()), {}, ('best.pt',), id='no-best-checkpoint'),
+    L('grade', lambda run, prev: (run/'checkpoints'/'best.pt').unlink(), {}, ('best.pt',), id='no-best-checkpoint'),
 ]
 
 
