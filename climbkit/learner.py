@@ -18,14 +18,15 @@ from .data import Data
 from .optim import make_optimizer, make_scheduler
 
 # %% auto #0
-__all__ = ['TASKS', 'MACHINERY', 'TRAIN_DEFAULTS', 'RESUME_KEYS', 'TRAIN_CHECKS', 'Task', 'register_task', 'known_tasks',
-           'get_task', 'distributed', 'on_rank0', 'resolve_run_config', 'Callback', 'Learner', 'load_checkpoint_file',
-           'check_model_matches', 'fmt_time', 'ProgressCallback', 'CSVLogger', 'TensorBoardLogger',
-           'CheckpointCallback', 'EarlyStopping', 'human_time', 'ProfileCallback', 'layer_groups', 'FreezeCallback',
-           'plot_history', 'LivePlot', 'FigureSaver', 'ResultsWriter', 'standard_callbacks', 'build_parts',
-           'worker_callbacks', 'start_run', 'notebook_params', 'parse_cli_args', 'train_cli']
+__all__ = ['TASKS', 'MACHINERY', 'TRAIN_DEFAULTS', 'SYNONYMS', 'RESUME_KEYS', 'TRAIN_CHECKS', 'PROJECT_STEPS', 'Task',
+           'register_task', 'known_tasks', 'get_task', 'distributed', 'on_rank0', 'resolve_run_config', 'Callback',
+           'stream_batches', 'Learner', 'load_checkpoint_file', 'check_model_matches', 'fmt_time', 'ProgressCallback',
+           'CSVLogger', 'TensorBoardLogger', 'CheckpointCallback', 'EarlyStopping', 'human_time', 'ProfileCallback',
+           'layer_groups', 'FreezeCallback', 'plot_history', 'LivePlot', 'FigureSaver', 'ResultsWriter',
+           'standard_callbacks', 'build_parts', 'worker_callbacks', 'start_run', 'notebook_params', 'parse_cli_args',
+           'train_cli', 'evaluate_checkpoint', 'eval_cli']
 
-# %% ../nbs/04_learner.ipynb #40fc8078
+# %% ../nbs/04_learner.ipynb #5977dbb3
 class Task:
     "Base class for a model family. Override the methods; the learner calls them."
     name: str = ''
@@ -33,6 +34,7 @@ class Task:
     model_keys: tuple = ()      # parameters that fix the model's shape
     data_keys: tuple = ('data',)  # parameters that fix the data (kept when resuming, like the split's seed)
     checks: dict = {}           # parameter -> (predicate, 'what was expected')
+    quick_params: dict = {}     # overrides for a quick evaluation of a checkpoint (`evaluate_checkpoint(quick=True)`)
     def build_data(self, cfg:Config) -> Data: raise NotImplementedError
     def build_model(self, cfg:Config, data:Data) -> nn.Module: raise NotImplementedError
     def loss(self, model:nn.Module, batch:dict) -> tuple[torch.Tensor, int]:
@@ -45,6 +47,12 @@ class Task:
         return {}
     def sample(self, model:nn.Module, data:Data, **kw): raise NotImplementedError
     def show(self, samples, **kw): raise NotImplementedError
+    def reference_params(self, cfg:Config) -> dict|None:
+        "Parameters of a reference model to train the same way and report beside this one (`train.ipynb`), or None."
+        return None
+    def compare(self, reports:dict, data:Data, histories:dict|None=None, run_dir=None):
+        "A table (and figures) comparing the final `reports` {label: report} of models trained on the same data."
+        return None
 
 TASKS: dict[str, type] = {}
 MACHINERY = {'core', 'cpu', 'data', 'optim', 'learner', 'metrics', 'bench', '_modidx'}
@@ -75,7 +83,7 @@ def get_task(name:str) -> Task:
         raise ClimbkitError(f"Unknown task {name!r}{_close_matches(name, known)}; expected one of: {', '.join(known) or '(none)'}.")
     return TASKS[name]()
 
-# %% ../nbs/04_learner.ipynb #b38c868a
+# %% ../nbs/04_learner.ipynb #bb6b54d1
 TRAIN_DEFAULTS = dict(
     task='climb', data='builtin', config=None,
     epochs=10, batch_size=64, lr=1e-3, weight_decay=0.1, warmup_steps=100, min_lr_factor=0.1,
@@ -83,10 +91,15 @@ TRAIN_DEFAULTS = dict(
     freeze=False, freeze_threshold=0.1, freeze_patience=3, freeze_every=50,
     precision='auto', threads=0, device='auto', compile=False, seed=0, valid_frac=0.1,
     out_dir='runs', name=None, resume=False, patience=0, save_every=5, keep_last=3, checkpoint_every=200, log_every=0,
+    steps=0, eval_every=0, save_every_steps=0, monitor='valid_loss',
 )
 
-# kept from the run being resumed unless given again: the split, and what the optimizer state was saved from
-RESUME_KEYS = ('seed', 'valid_frac', 'optimizer', 'lookahead', 'lookahead_k', 'lookahead_alpha', 'optimizer_state')
+# the names a user's earlier scripts used for the same knobs (the report's `train_v2.py` flags): accepted as they are
+SYNONYMS = {'micro_batch_size': 'batch_size', 'grad_accum_steps': 'grad_accum', 'clip_grad': 'grad_clip'}
+
+# kept from the run being resumed unless given again: the split, what the optimizer state was saved from, and the run's length
+RESUME_KEYS = ('seed', 'valid_frac', 'optimizer', 'lookahead', 'lookahead_k', 'lookahead_alpha', 'optimizer_state',
+               'epochs', 'steps', 'eval_every', 'save_every_steps', 'monitor')
 
 _pos = lambda v: v > 0
 TRAIN_CHECKS = {
@@ -106,7 +119,11 @@ TRAIN_CHECKS = {
     'freeze_patience': (_pos, 'a positive number of checks'), 'lookahead_alpha': (lambda v: 0 < v <= 1, 'in (0, 1]'),
     'device': (lambda v: v in ('auto', 'cpu') or str(v).startswith('cuda'), "'auto', 'cpu' or 'cuda[:N]'"),
     'valid_frac': (lambda v: 0 < v < 1, 'between 0 and 1'), 'min_lr_factor': (lambda v: 0 <= v <= 1, 'between 0 and 1'),
-    'resume': (lambda v: isinstance(v, (bool, str)) or isinstance(v, os.PathLike), 'True, False or a run folder'),
+    'resume': (lambda v: isinstance(v, (bool, str)) or isinstance(v, os.PathLike), 'True, False, a run folder or a checkpoint file'),
+    'steps': (lambda v: v >= 0, '0 (train by epochs) or a number of optimizer steps'),
+    'eval_every': (lambda v: v >= 0, '0 (20 evaluations over the run) or a number of optimizer steps'),
+    'save_every_steps': (lambda v: v >= 0, '0 (off) or a number of optimizer steps'),
+    'monitor': (lambda v: v.startswith('valid_'), "a validation figure such as 'valid_loss' or 'valid_mrr'"),
 }
 
 def distributed() -> tuple[int, int]:
@@ -139,10 +156,20 @@ def _device(device:str) -> torch.device:
         raise ClimbkitError(f"Parameter 'device' is {device!r} but no CUDA GPU is available; use 'auto' or 'cpu'.")
     return torch.device(device)
 
+def _synonyms(params:dict, where:str) -> dict:
+    "`params` with the report's names (`micro_batch_size`...) under climbkit's; both names with different values is an error."
+    out = {}
+    for k, v in params.items():
+        name = SYNONYMS.get(k, k)
+        if name in out and v is not None and out[name] is not None and out[name] != v:
+            raise ClimbkitError(f"Parameters '{k}' and '{name}' mean the same thing but differ{where}: {v!r} vs {out[name]!r}; give one.")
+        if v is not None or name not in out: out[name] = v
+    return out
+
 def resolve_run_config(params:dict) -> tuple[Task, Config]:
     "The task and the full, checked configuration for `params` (papermill parameters, keyword arguments...)."
-    params = dict(params)
-    from_file = load_config_file(params['config']) if params.get('config') else {}
+    params = _synonyms(params, '')
+    from_file = _synonyms(load_config_file(params['config']), f" in {params['config']}") if params.get('config') else {}
     task_name = params.get('task') or from_file.get('task') or TRAIN_DEFAULTS['task']
     task = get_task(task_name)
     defaults = {**TRAIN_DEFAULTS, **task.defaults}
@@ -159,6 +186,9 @@ def resolve_run_config(params:dict) -> tuple[Task, Config]:
     if cfg.optimizer_state == 'bf16' and cfg.optimizer != 'lamb':  # checked here, before a run folder is made
         raise ClimbkitError(f"Parameter 'optimizer_state' bf16 needs optimizer='lamb', got {cfg.optimizer!r}.")
     if isinstance(cfg.resume, str) and cfg.resume.lower() in ('true', 'false'): cfg.resume = cfg.resume.lower() == 'true'
+    if cfg.save_every_steps and not cfg.steps:
+        raise ClimbkitError(f"Parameter 'save_every_steps' ({cfg.save_every_steps}) needs a step-based run: set 'steps' too "
+                            f"(or use 'save_every' for epoch checkpoints).")
     return task, cfg
 
 # %% ../nbs/04_learner.ipynb #32bb8802
@@ -168,10 +198,20 @@ class Callback:
     def state_dict(self) -> dict: return {}
     def load_state_dict(self, st:dict): pass
 
-# %% ../nbs/04_learner.ipynb #72303b75
+# %% ../nbs/04_learner.ipynb #0c7bc026
 def _to(batch, device):
     if device.type == 'cpu': return batch
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+def stream_batches(loader, first:int, n:int):
+    "`n` training batches from global batch number `first` on, running through `loader`'s epochs one after another."
+    per, g, end = len(loader), first, first + n
+    while g < end:
+        epoch, i = divmod(g, per)
+        loader.set_epoch(epoch)
+        for batch in loader.batches(i):
+            yield batch; g += 1
+            if g >= end: return
 
 class Learner:
     "Train `model` on `data` with `loss_fn(model, batch) -> (mean loss, n items)`."
@@ -187,7 +227,11 @@ class Learner:
         self.opt = make_optimizer(model, c.optimizer, c.lr, c.weight_decay, lookahead=c.lookahead, lookahead_k=c.lookahead_k,
                                   lookahead_alpha=c.lookahead_alpha, state_dtype=c.optimizer_state, seed=c.seed)
         self.sched, self.sched_total = None, None
-        self.epoch, self.step, self.history, self.best = 0, 0, [], float('inf')
+        self.stepwise = c.steps > 0  # train by optimizer steps (evaluating every `eval_every`), not by epochs
+        self.eval_every = c.eval_every or max(1, c.steps // 20)
+        self.data_pos = 0  # step-based runs: batches trained before the current evaluation period
+        self.minimize = 'loss' in c.monitor  # a loss is better lower; MRR, accuracy... higher
+        self.epoch, self.step, self.history, self.best = 0, 0, [], float('inf') if self.minimize else -float('inf')
         self.stop, self.stop_reason, self.interrupt, self.stepped = False, None, None, False
         self.batch_in_epoch, self._partial = 0, None  # where a run stopped mid-epoch resumes
         self.lock = None  # a RunLock on run_dir, held while training
@@ -201,7 +245,13 @@ class Learner:
         self.elapsed = 0.0  # training seconds over all sessions of this run
 
     # --- schedule ---
-    def steps_per_epoch(self) -> int: return math.ceil(len(self.data.train) / self.cfg.grad_accum)
+    def steps_per_epoch(self) -> int:
+        "Optimizer steps between validations: an epoch's, or `eval_every` in a step-based run."
+        return self.eval_every if self.stepwise else math.ceil(len(self.data.train) / self.cfg.grad_accum)
+    def period_batches(self) -> int:
+        "Batches in the current step-based evaluation period (the last may be shorter)."
+        return min(self.eval_every * self.cfg.grad_accum, self.target_steps * self.cfg.grad_accum - self.data_pos)
+    def improved(self, value:float) -> bool: return value < self.best if self.minimize else value > self.best
     def make_schedule(self, epochs:int|None=None, steps:int|None=None):
         "Warm-up + cosine over `epochs` epochs (or exactly `steps` optimizer steps, as the benchmark uses)."
         total = steps or epochs * self.steps_per_epoch()
@@ -219,13 +269,18 @@ class Learner:
     def train_epoch(self) -> dict|None:
         "Train the current epoch (from where a mid-epoch checkpoint left it); None if a signal stopped it part-way."
         model = self.fit_model
-        model.train(); self.data.train.set_epoch(self.epoch)
-        self.n_batches = len(self.data.train)
+        model.train()
         start, part, self._partial = self.batch_in_epoch, self._partial or {}, None
+        if self.stepwise:
+            self.n_batches = self.period_batches()
+            batches = stream_batches(self.data.train, self.data_pos + start, self.n_batches - start)
+        else:
+            self.data.train.set_epoch(self.epoch); self.n_batches = len(self.data.train)
+            batches = self.data.train.batches(start)
         self._loss_sum = torch.tensor(part.get('loss_sum', 0.0), dtype=torch.float64)
         self.items_seen, t0 = part.get('items', 0), time.perf_counter() - part.get('seconds', 0.0)
         self.opt.zero_grad(set_to_none=True)
-        for i, batch in enumerate(self.data.train.batches(start), start):
+        for i, batch in enumerate(batches, start):
             self.batch_idx = i
             loss, n = self.train_batch(batch, i, last=i + 1 == self.n_batches)
             self._loss_sum += loss.double() * n; self.items_seen += n
@@ -236,10 +291,12 @@ class Learner:
                 if flag.item() and not self.interrupt: self.interrupt = 'SIGTERM'
             if self.interrupt and self.stepped and i + 1 < self.n_batches:  # at a step boundary: save and stop here
                 self.stop = True
-                self.stop_reason = f'{self.interrupt} during epoch {self.epoch + 1}, after batch {i + 1} of {self.n_batches}'
+                self.stop_reason = f'{self.interrupt} at step {self.step}' if self.stepwise else \
+                                   f'{self.interrupt} during epoch {self.epoch + 1}, after batch {i + 1} of {self.n_batches}'
                 self._cb('after_interrupt')
                 return None
         self.batch_in_epoch = 0
+        if self.stepwise: self.data_pos += self.n_batches
         return {'train_loss': self.running_loss, 'train_items': self.items_seen, 'train_time': time.perf_counter() - t0}
 
     def train_batch(self, batch, i:int, last:bool=False) -> tuple[torch.Tensor, int]:
@@ -296,23 +353,36 @@ class Learner:
         return old
 
     # --- the loop ---
-    def fit(self, epochs:int|None=None):
-        "Train until epoch `epochs` (default: the config's), validating and calling back after each."
-        epochs = epochs or self.cfg.epochs
-        if epochs < 1: raise ClimbkitError(f"Parameter 'epochs' must be a positive integer, got {epochs}.")
+    def fit(self, epochs:int|None=None, steps:int|None=None):
+        "Train until epoch `epochs` (default: the config's), or in a step-based run until step `steps`; validating and calling back after each epoch or period."
+        c = self.cfg
+        if self.stepwise:
+            target = steps or c.steps
+            if target < 1: raise ClimbkitError(f"Parameter 'steps' must be a positive integer, got {target}.")
+            self.target_steps, self.target_epochs = target, self.epoch + math.ceil(max(target - self.step, 0) / self.eval_every)
+            finished = lambda: self.step >= target
+        else:
+            epochs = epochs or c.epochs
+            if epochs < 1: raise ClimbkitError(f"Parameter 'epochs' must be a positive integer, got {epochs}.")
+            self.target_epochs = epochs
+            finished = lambda: self.epoch >= epochs
         if self.lock: self.lock.acquire()  # another process may have taken the folder since this learner last trained
-        self.target_epochs, self.stop, self.stop_reason, self.interrupt = epochs, False, None, None
-        self.make_schedule(max(epochs, self.cfg.epochs))  # the schedule spans the planned run, not this call
+        self.stop, self.stop_reason, self.interrupt = False, None, None
+        # the schedule spans the planned run, not this call
+        if self.stepwise: self.make_schedule(steps=max(self.target_steps, c.steps))
+        else: self.make_schedule(max(epochs, c.epochs))
         old_handlers = self._catch_signals()
+        where = lambda: f'at step {self.step}' if self.stepwise else f'during epoch {getattr(self, "current_epoch", self.epoch + 1)}'
         self._cb('before_fit')
         try:
-            while self.epoch < epochs and not self.stop:
-                self.current_epoch = self.epoch + 1  # for messages: self.epoch counts finished epochs
+            while not finished() and not self.stop:
+                self.current_epoch = self.epoch + 1  # for messages: self.epoch counts finished epochs (evaluation periods)
                 self._cb('before_epoch')
                 rec = {'epoch': self.epoch + 1}
                 tr = self.train_epoch()
                 if tr is None: break  # stopped by a signal part-way through the epoch: saved, not validated
                 rec.update(tr)
+                if self.stepwise: rec.update(eval=self.epoch + 1, epoch=round(self.data_pos / len(self.data.train), 3))
                 rec.update(self.validate())
                 rec.update(step=self.step, lr=self.opt.param_groups[0]['lr'],
                            items_per_s=rec['train_items'] / max(rec['train_time'], 1e-9))
@@ -320,16 +390,20 @@ class Learner:
                 rec['elapsed'] = self.elapsed
                 self.epoch += 1
                 self.history.append(rec)
-                self.is_best = rec['valid_loss'] < self.best
-                if self.is_best: self.best = rec['valid_loss']
+                if c.monitor not in rec:
+                    figures = ', '.join(k for k in rec if k.startswith('valid_') and k != 'valid_time')
+                    raise ClimbkitError(f"Parameter 'monitor' is {c.monitor!r}, but this task's evaluation gives {figures}.")
+                self.is_best = self.improved(rec[c.monitor])
+                if self.is_best: self.best = rec[c.monitor]
                 self._cb('after_epoch')
-                if self.interrupt and not self.stop: self.stop, self.stop_reason = True, f'{self.interrupt} after epoch {self.epoch}'
-            if self.stop_reason is None: self.stop_reason = f'reached epoch {self.epoch}'
+                if self.interrupt and not self.stop:
+                    self.stop, self.stop_reason = True, f'{self.interrupt} at step {self.step}' if self.stepwise else f'{self.interrupt} after epoch {self.epoch}'
+            if self.stop_reason is None: self.stop_reason = f'reached step {self.step}' if self.stepwise else f'reached epoch {self.epoch}'
         except KeyboardInterrupt:
-            self.stop_reason = f'interrupted during epoch {getattr(self, "current_epoch", self.epoch + 1)}'
-            print(f'Interrupted: the last completed epoch ({self.epoch}) is saved.', flush=True)
+            self.stop_reason = f'interrupted {where()}'
+            print(f'Interrupted: the last checkpoint ({"step " + str(self.step) if self.stepwise else "epoch " + str(self.epoch)}) is saved.', flush=True)
         except Exception as e:
-            self.stop_reason = f'failed during epoch {getattr(self, "current_epoch", self.epoch + 1)}: {type(e).__name__}: {e}'
+            self.stop_reason = f'failed {where()}: {type(e).__name__}: {e}'
             raise
         finally:
             for sig, h in old_handlers.items(): signal.signal(sig, h)
@@ -346,7 +420,7 @@ class Learner:
         "Everything needed to continue exactly: model, optimizer, scheduler, RNG, counters, config, history."
         return {'format': 'climbkit-checkpoint-1', 'model': self.model.state_dict(), 'model_class': type(self.model).__name__,
                 'optimizer': self.opt.state_dict(), 'scheduler': self.sched.state_dict() if self.sched else None,
-                'rng': get_rng_state(), 'epoch': self.epoch, 'step': self.step, 'best': self.best,
+                'rng': get_rng_state(), 'epoch': self.epoch, 'step': self.step, 'best': self.best, 'data_pos': self.data_pos,
                 'batch_in_epoch': self.batch_in_epoch,  # > 0: saved mid-epoch, with the epoch's running figures
                 'partial': {'loss_sum': float(self._loss_sum), 'items': self.items_seen, 'seconds': self.epoch_time}
                            if self.batch_in_epoch else None,
@@ -360,7 +434,7 @@ class Learner:
         self.model.load_state_dict(ck['model'])
         if with_optimizer:
             self.opt.load_state_dict(ck['optimizer'])
-            self.epoch, self.step, self.best = ck['epoch'], ck['step'], ck['best']
+            self.epoch, self.step, self.best, self.data_pos = ck['epoch'], ck['step'], ck['best'], ck.get('data_pos', 0)
             self.history, self.elapsed = ck['history'], ck.get('elapsed', 0.0)
             self.batch_in_epoch, self._partial = ck.get('batch_in_epoch', 0), ck.get('partial')
             set_rng_state(ck['rng'])
@@ -392,7 +466,7 @@ def check_model_matches(ck:dict, model:nn.Module, cfg:dict, model_keys, path):
         detail = '; '.join(diff) if diff else (f"tensor shapes differ ({shapes[0]})" if shapes else f"parameters differ ({sorted(missing)[:3]})")
         raise ClimbkitError(f"Checkpoint {path} was saved from a different model: {detail}.")
 
-# %% ../nbs/04_learner.ipynb #156a8be5
+# %% ../nbs/04_learner.ipynb #9a4240d8
 def fmt_time(s:float) -> str:
     s = int(round(s)); h, s = divmod(s, 3600); m, s = divmod(s, 60)
     return f'{h}:{m:02d}:{s:02d}' if h else f'{m}:{s:02d}'
@@ -402,9 +476,15 @@ class ProgressCallback(Callback):
     order = 100
     def __init__(self, mode:str|None=None, log_every:float=0): self.mode, self.log_every = mode or progress_mode(), log_every
     def before_fit(self, learn):
-        self.t_fit, self.epoch0 = time.perf_counter(), learn.epoch
-        if learn.epoch >= learn.target_epochs: return
+        self.t_fit, self.epoch0, self.step0 = time.perf_counter(), learn.epoch, learn.step
         c = learn.cfg
+        if learn.stepwise:
+            if learn.step >= learn.target_steps: return
+            print(f"Training steps {learn.step + 1}-{learn.target_steps}: {c.grad_accum} batch{'es' if c.grad_accum > 1 else ''} of {c.batch_size} a step, "
+                  f"an evaluation every {learn.eval_every} steps, {sum(p.numel() for p in learn.model.parameters()):,} parameters, "
+                  f"{learn.precision} ({learn.precision_reason}), {torch.get_num_threads()} threads on {learn.device}.", flush=True)
+            return
+        if learn.epoch >= learn.target_epochs: return
         print(f"Training epochs {learn.epoch + 1}-{learn.target_epochs}: {len(learn.data.train)} batches of {c.batch_size} an epoch, "
               f"{sum(p.numel() for p in learn.model.parameters()):,} parameters, {learn.precision} ({learn.precision_reason}), "
               f"{torch.get_num_threads()} threads on {learn.device}.", flush=True)
@@ -412,7 +492,9 @@ class ProgressCallback(Callback):
         self.bar, self.last = None, time.perf_counter()
         if self.mode == 'bar':
             from tqdm.auto import tqdm
-            self.bar = tqdm(total=len(learn.data.train), initial=learn.batch_in_epoch, desc=f'epoch {learn.epoch + 1}/{learn.target_epochs}', leave=False)
+            total = learn.period_batches() if learn.stepwise else len(learn.data.train)
+            desc = f'steps to {min(learn.step + learn.eval_every, learn.target_steps)}/{learn.target_steps}' if learn.stepwise else f'epoch {learn.epoch + 1}/{learn.target_epochs}'
+            self.bar = tqdm(total=total, initial=learn.batch_in_epoch, desc=desc, leave=False)
     def after_batch(self, learn):
         if self.bar is not None:
             self.bar.update(1)
@@ -423,19 +505,30 @@ class ProgressCallback(Callback):
         every = self.log_every or max(5.0, 0.1 * getattr(self, 'epoch_secs', 50.0))
         if now - self.last < every or i == n: return
         self.last, rate = now, learn.items_seen / max(learn.epoch_time, 1e-9)
+        if learn.stepwise:
+            done = learn.step - self.step0
+            left = (now - self.t_fit) / done * (learn.target_steps - learn.step) if done else float('nan')
+            print(f'step {learn.step}/{learn.target_steps}  loss {learn.running_loss:.4f}  {rate:,.0f} items/s  '
+                  f'ETA {fmt_time(left) if done else "?"}', flush=True)
+            return
         left = learn.epoch_time / i * (n - i)
         print(f'epoch {learn.epoch + 1}/{learn.target_epochs}  batch {i}/{n}  loss {learn.running_loss:.4f}  '
               f'{rate:,.0f} items/s  epoch ETA {fmt_time(left)}', flush=True)
     def after_epoch(self, learn):
         if self.bar is not None: self.bar.close()
         r = learn.history[-1]; self.epoch_secs = r['train_time'] + r['valid_time']
-        done = learn.epoch - self.epoch0; left = (time.perf_counter() - self.t_fit) / done * (learn.target_epochs - learn.epoch)
         extra = ''.join(f'  {k} {v:.4f}' for k, v in r.items() if k.startswith('valid_') and k not in ('valid_loss', 'valid_time') and isinstance(v, float))
+        if learn.stepwise:
+            done = learn.step - self.step0; left = (time.perf_counter() - self.t_fit) / max(done, 1) * (learn.target_steps - learn.step)
+            print(f"step {r['step']}/{learn.target_steps}  epoch {r['epoch']:.2f}  train_loss {r['train_loss']:.4f}  valid_loss {r['valid_loss']:.4f}{extra}  "
+                  f"{r['items_per_s']:,.0f} items/s  ETA {fmt_time(left)}{'  *best' if learn.is_best else ''}", flush=True)
+            return
+        done = learn.epoch - self.epoch0; left = (time.perf_counter() - self.t_fit) / done * (learn.target_epochs - learn.epoch)
         print(f"epoch {r['epoch']}/{learn.target_epochs}  train_loss {r['train_loss']:.4f}  valid_loss {r['valid_loss']:.4f}{extra}  "
               f"{r['items_per_s']:,.0f} items/s  {fmt_time(self.epoch_secs)}  ETA {fmt_time(left)}"
               f"{'  *best' if learn.is_best else ''}", flush=True)
     def after_fit(self, learn):
-        print(f'Stopped: {learn.stop_reason}. Best valid_loss {learn.best:.4f}.', flush=True)
+        print(f'Stopped: {learn.stop_reason}. Best {learn.cfg.monitor} {learn.best:.4f}.', flush=True)
 
 # %% ../nbs/04_learner.ipynb #6644be7f
 class CSVLogger(Callback):
@@ -472,12 +565,12 @@ class TensorBoardLogger(Callback):
     def after_fit(self, learn):
         if self.writer: self.writer.close()
 
-# %% ../nbs/04_learner.ipynb #e4cff9ea
+# %% ../nbs/04_learner.ipynb #df3d9280
 class CheckpointCallback(Callback):
     "Save latest / best / every-N-epochs checkpoints to `run_dir/checkpoints`, and `latest.pt` every N steps and on a signal."
     order = 10
-    def __init__(self, save_every:int=0, every_steps:int=0, keep_last:int=0):
-        self.save_every, self.every_steps, self.keep_last = save_every, every_steps, keep_last
+    def __init__(self, save_every:int=0, every_steps:int=0, keep_last:int=0, save_every_steps:int=0):
+        self.save_every, self.every_steps, self.keep_last, self.save_every_steps = save_every, every_steps, keep_last, save_every_steps
     def before_fit(self, learn):
         if not learn.run_dir: return
         for tmp in (learn.run_dir/'checkpoints').glob('.*.tmp'): tmp.unlink()  # a write cut short by a kill
@@ -485,22 +578,32 @@ class CheckpointCallback(Callback):
         if not learn.run_dir: return
         buf = io.BytesIO(); torch.save(learn.state_dict(), buf); blob = buf.getvalue()
         for n in names: atomic_write(learn.run_dir/'checkpoints'/n, blob)
+    def _step_file(self, learn) -> list[str]:
+        return [f'step_{learn.step}.pt'] if self.save_every_steps and learn.step % self.save_every_steps == 0 else []
+    def _prune(self, learn, prefix:str):
+        if not self.keep_last or not learn.run_dir: return
+        n = len(prefix)
+        kept = sorted((p for p in (learn.run_dir/'checkpoints').glob(f'{prefix}*.pt') if p.stem[n:].isdigit()), key=lambda p: int(p.stem[n:]))
+        for p in kept[:-self.keep_last]: p.unlink()
     def after_batch(self, learn):  # mid-epoch (the epoch's end has its own checkpoint)
-        if self.every_steps and learn.stepped and learn.step % self.every_steps == 0 and learn.batch_in_epoch < learn.n_batches:
-            self._save(learn, ['latest.pt'])
+        if not learn.stepped or learn.batch_in_epoch >= learn.n_batches: return
+        step_file = self._step_file(learn)
+        if step_file or (self.every_steps and learn.step % self.every_steps == 0):
+            self._save(learn, ['latest.pt'] + step_file)
+            if step_file: self._prune(learn, 'step_')
     def after_interrupt(self, learn):
         self._save(learn, ['latest.pt'])
         if learn.run_dir: print(f"Saved {learn.run_dir/'checkpoints'/'latest.pt'} (epoch {learn.epoch + 1}, batch {learn.batch_in_epoch}, "
                                 f"step {learn.step}); resume=True continues from there.", flush=True)
     def after_epoch(self, learn):
         if not learn.run_dir: return
-        epoch_file = self.save_every and learn.epoch % self.save_every == 0
-        self._save(learn, ['latest.pt'] + (['best.pt'] if learn.is_best else []) + ([f'epoch_{learn.epoch}.pt'] if epoch_file else []))
-        if self.keep_last and epoch_file:
-            kept = sorted((p for p in (learn.run_dir/'checkpoints').glob('epoch_*.pt') if p.stem[6:].isdigit()), key=lambda p: int(p.stem[6:]))
-            for p in kept[:-self.keep_last]: p.unlink()
+        epoch_file = [f'epoch_{learn.epoch}.pt'] if self.save_every and learn.epoch % self.save_every == 0 and not learn.stepwise else []
+        step_file = self._step_file(learn)
+        self._save(learn, ['latest.pt'] + (['best.pt'] if learn.is_best else []) + epoch_file + step_file)
+        if epoch_file: self._prune(learn, 'epoch_')
+        if step_file: self._prune(learn, 'step_')
 
-# %% ../nbs/04_learner.ipynb #e42a8cf3
+# %% ../nbs/04_learner.ipynb #8d2ebff8
 class EarlyStopping(Callback):
     "Stop when `valid_loss` has not improved for `patience` epochs."
     order = 50
@@ -510,11 +613,13 @@ class EarlyStopping(Callback):
         self.wait = 0 if learn.is_best else self.wait + 1
         if self.wait >= self.patience:
             learn.stop = True
-            learn.stop_reason = f'early stop: valid_loss did not improve for {self.patience} epochs'
+            learn.stop_reason = f"early stop: {learn.cfg.monitor} did not improve for {self.patience} {'evaluations' if learn.stepwise else 'epochs'}"
     def state_dict(self): return {'wait': self.wait}
     def load_state_dict(self, st): self.wait = st.get('wait', 0)
 
-# %% ../nbs/04_learner.ipynb #8815058d
+# %% ../nbs/04_learner.ipynb #2c52059d
+PROJECT_STEPS = (100, 500, 1000, 3500, 10_000)  # the step counts a step-based run's profile projects (the report's table)
+
 def human_time(s:float) -> str:
     "Seconds as '42 s', '14 min' or '2.3 h'."
     return f'{s:.0f} s' if s < 90 else f'{s / 60:.0f} min' if s < 5400 else f'{s / 3600:.1f} h'
@@ -535,6 +640,7 @@ class ProfileCallback(Callback):
         if not self.times: return
         batch_s = sorted(self.times)[len(self.times) // 2]
         items = learn.items_seen / (learn.batch_idx + 1)
+        if learn.stepwise: return self._report_steps(learn, batch_s, items, valid_s)
         epoch_s = batch_s * learn.n_batches + (valid_s or 0.0)
         left = max(learn.target_epochs - self.first, 0)
         learn.profile = p = {'setup_s': getattr(learn, 'setup', {}), 'batch_ms': batch_s * 1000,
@@ -545,6 +651,21 @@ class ProfileCallback(Callback):
         print(f"profile: {'set-up ' + setup + '; ' if setup else ''}{p['batch_ms']:.1f} ms a batch after {self.warmup} warm-up batches "
               f"({p['items_per_s']:,.0f} items/s); projected: {left} epoch{'' if left == 1 else 's'} ≈ {human_time(p['projected_s'])} on this machine"
               f"{'' if valid_s is not None else ' (training only; validation comes after epoch 1)'}", flush=True)
+    def _report_steps(self, learn, batch_s:float, items:float, valid_s:float|None):
+        "A step-based run's profile: ms a step, set-up, and the time projected for the report's step counts and this run's."
+        c = learn.cfg; step_s = batch_s * c.grad_accum
+        cost = lambda n: n * step_s + (n // learn.eval_every) * (valid_s or 0.0)
+        counts = sorted(set(PROJECT_STEPS) | {learn.target_steps})
+        rows = [(n, cost(n), 'this run' if n == learn.target_steps else '') for n in counts]
+        learn.profile = p = {'setup_s': getattr(learn, 'setup', {}), 'batch_ms': batch_s * 1000, 'step_ms': step_s * 1000,
+                             'items_per_s': items / batch_s, 'steps': learn.target_steps, 'eval_every': learn.eval_every,
+                             'valid_s': valid_s, 'projected_s': cost(learn.target_steps),
+                             'projection': [{'steps': n, 'seconds': t} for n, t, _ in rows], 'includes_validation': valid_s is not None}
+        setup = ', '.join(f'{k} {v:.1f} s' for k, v in p['setup_s'].items())
+        print(f"profile: {'set-up ' + setup + '; ' if setup else ''}{p['step_ms']:,.0f} ms a step ({c.grad_accum} x {c.batch_size}), "
+              f"{p['items_per_s']:,.1f} items/s, after {self.warmup} warm-up batches"
+              f"{f'; an evaluation {valid_s:.1f} s every {learn.eval_every} steps' if valid_s is not None else ' (evaluations not yet timed)'}\n"
+              f"{'steps':>8}  time on this machine\n" + '\n'.join(f'{n:>8,}  {human_time(t):<10s} {note}'.rstrip() for n, t, note in rows), flush=True)
     def after_epoch(self, learn):
         if learn.epoch == self.first + 1 and self.times:  # refine with the measured validation time
             self.done = False; self._report(learn, learn.history[-1]['valid_time'])
@@ -597,18 +718,25 @@ class FreezeCallback(Callback):
     def after_fit(self, learn):
         if learn.run_dir: learn.save_results({'freeze_events': self.events})
 
-# %% ../nbs/04_learner.ipynb #3395b7b6
-def plot_history(history:list[dict], refs:dict|None=None, ax=None, title='loss'):
-    "Training/validation loss by epoch, with optional horizontal reference lines {label: value}."
+# %% ../nbs/04_learner.ipynb #4158c074
+def plot_history(history:list[dict], refs:dict|None=None, ax=None, title='loss', metric:str|None=None):
+    "Training/validation loss by epoch (by step in a step-based run) with reference lines {label: value}; and `metric` (e.g. 'valid_mrr') beside it."
     import matplotlib.pyplot as plt
-    if ax is None: fig, ax = plt.subplots(figsize=(6, 3.5))
-    else: fig = ax.figure
-    ep = [r['epoch'] for r in history]
-    ax.plot(ep, [r['train_loss'] for r in history], 'o-', ms=3, label='train')
-    ax.plot(ep, [r['valid_loss'] for r in history], 'o-', ms=3, label='valid')
+    panels = 2 if metric and 'loss' not in metric else 1
+    if ax is None: fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 3.5), squeeze=False); axes = list(axes[0])
+    else: axes = list(ax) if isinstance(ax, (list, tuple)) else [ax]; fig = axes[0].figure
+    xkey = 'step' if history and 'eval' in history[0] else 'epoch'
+    x = [r[xkey] for r in history]
+    a = axes[0]
+    a.plot(x, [r['train_loss'] for r in history], 'o-', ms=3, label='train')
+    a.plot(x, [r['valid_loss'] for r in history], 'o-', ms=3, label='valid')
     for i, (k, v) in enumerate((refs or {}).items()):
-        ax.axhline(v, ls='--', lw=1, color=f'C{i + 2}', label=f'{k} {v:.3f}')
-    ax.set_xlabel('epoch'); ax.set_ylabel('loss (nats / item)'); ax.set_title(title); ax.legend(fontsize=8); ax.grid(alpha=0.3)
+        a.axhline(v, ls='--', lw=1, color=f'C{i + 2}', label=f'{k} {v:.3f}')
+    a.set_xlabel(xkey); a.set_ylabel('loss (nats / item)'); a.set_title(title); a.legend(fontsize=8); a.grid(alpha=0.3)
+    if panels == 2 and len(axes) > 1:
+        b = axes[1]
+        b.plot(x, [r.get(metric, float('nan')) for r in history], 'o-', ms=3, color='C1')
+        b.set_xlabel(xkey); b.set_ylabel(metric); b.set_title(metric); b.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
@@ -620,7 +748,7 @@ class LivePlot(Callback):
         if not in_kernel() or progress_mode() != 'bar': return
         import matplotlib.pyplot as plt
         from IPython.display import display
-        fig = plot_history(learn.history, self.refs); plt.close(fig)
+        fig = plot_history(learn.history, self.refs, metric=learn.cfg.monitor); plt.close(fig)
         if self.handle is None: self.handle = display(fig, display_id=True)
         else: self.handle.update(fig)
 
@@ -631,20 +759,23 @@ class FigureSaver(Callback):
     def after_fit(self, learn):
         if not learn.run_dir or not learn.history: return
         import matplotlib.pyplot as plt
-        fig = plot_history(learn.history, self.refs, title=f"{learn.cfg.get('task', '')} loss per epoch ({learn.run_dir.name})"); buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=110); plt.close(fig)
+        unit = 'step' if learn.stepwise else 'epoch'
+        fig = plot_history(learn.history, self.refs, title=f"{learn.cfg.get('task', '')} loss by {unit} ({learn.run_dir.name})", metric=learn.cfg.monitor); buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=110); plt.close(fig)
         atomic_write(learn.run_dir/'figures'/'loss.png', buf.getvalue())
 
-# %% ../nbs/04_learner.ipynb #71800716
+# %% ../nbs/04_learner.ipynb #291d8666
 class ResultsWriter(Callback):
     "Write `run_dir/results.json` when training ends."
     order = 85
     def after_fit(self, learn): learn.save_results()
 
 def _results(learn) -> dict:
-    h = learn.history
-    return {'task': learn.cfg.get('task'), 'status': learn.stop_reason, 'epochs': learn.epoch, 'steps': learn.step,
-            'final': h[-1] if h else None, 'best_valid_loss': learn.best if h else None,
-            'best_epoch': min(h, key=lambda r: r['valid_loss'])['epoch'] if h else None,
+    h, mon = learn.history, learn.cfg.monitor
+    best = (min if learn.minimize else max)(h, key=lambda r: r[mon]) if h else None
+    return {'task': learn.cfg.get('task'), 'status': learn.stop_reason, 'epochs': h[-1]['epoch'] if h else learn.epoch, 'steps': learn.step,
+            'final': h[-1] if h else None, 'best_valid_loss': min(r['valid_loss'] for r in h) if h else None,
+            'monitor': mon, f'best_{mon}': best[mon] if h else None,
+            'best_epoch': best['epoch'] if h else None, 'best_step': best['step'] if h else None,
             'train_seconds': learn.elapsed,
             'median_epoch_seconds': sorted(r['train_time'] + r['valid_time'] for r in h)[len(h) // 2] if h else None,
             'median_items_per_s': sorted(r['items_per_s'] for r in h)[len(h) // 2] if h else None,
@@ -663,11 +794,11 @@ def _save_results(self, extra:dict|None=None) -> dict:
     return res
 Learner.save_results = _save_results
 
-# %% ../nbs/04_learner.ipynb #7c2d4f47
+# %% ../nbs/04_learner.ipynb #e16d0f53
 def standard_callbacks(cfg:Config, refs:dict|None=None) -> list[Callback]:
     "The callbacks of an ordinary run."
     cbs = [ProgressCallback(log_every=cfg.log_every), ProfileCallback(), CSVLogger(), TensorBoardLogger(),
-           CheckpointCallback(cfg.save_every, cfg.checkpoint_every, cfg.keep_last), EarlyStopping(cfg.patience),
+           CheckpointCallback(cfg.save_every, cfg.checkpoint_every, cfg.keep_last, cfg.save_every_steps), EarlyStopping(cfg.patience),
            LivePlot(refs), FigureSaver(refs), ResultsWriter()]
     if cfg.get('freeze'): cbs.append(FreezeCallback(cfg.freeze_threshold, cfg.freeze_patience, cfg.freeze_every))
     return cbs
@@ -705,10 +836,12 @@ def start_run(params:dict|None=None, **kw) -> tuple[Task, Learner]:
     try:
         if cfg.resume:
             resume_dir = on_rank0(find_and_lock, world)
-            ck = load_checkpoint_file(resume_dir/'checkpoints'/'latest.pt')
+            named = Path(str(cfg.resume)).expanduser() if not isinstance(cfg.resume, bool) else None
+            ck_path = named if named is not None and named.is_file() else resume_dir/'checkpoints'/'latest.pt'  # e.g. resume=.../step_3000.pt
+            ck = load_checkpoint_file(ck_path)
             saved = ck.get('config', {})
             if saved.get('task') != cfg.task:
-                raise ClimbkitError(f"Checkpoint {resume_dir/'checkpoints'/'latest.pt'} is from task {saved.get('task')!r}, not {cfg.task!r}.")
+                raise ClimbkitError(f"Checkpoint {ck_path} is from task {saved.get('task')!r}, not {cfg.task!r}.")
             for k in (*task.model_keys, *task.data_keys, *RESUME_KEYS):  # unset: as in the run being resumed
                 if k not in params and k in saved: cfg[k] = saved[k]
         data, model, setup = build_parts(task, cfg)
@@ -718,9 +851,10 @@ def start_run(params:dict|None=None, **kw) -> tuple[Task, Learner]:
         learn = Learner(model, data, task.loss, cfg, cbs, run_dir if rank == 0 else None, evaluate=lambda m: task.evaluate(m, data, cfg))
         learn.task, learn.baselines, learn.setup, learn.lock = task, refs, setup, lock
         if resume_dir is not None:
-            learn.load_checkpoint(run_dir/'checkpoints'/'latest.pt', task.model_keys, ck=ck)
+            learn.load_checkpoint(ck_path, task.model_keys, ck=ck)
             where = f', {learn.batch_in_epoch} batches into epoch {learn.epoch + 1}' if learn.batch_in_epoch else ''
-            if rank == 0: print(f'Resuming {run_dir} after epoch {learn.epoch}{where} (step {learn.step}).')
+            if rank == 0: print(f'Resuming {run_dir} from {ck_path.name} ' +
+                                (f'at step {learn.step}.' if learn.stepwise else f'after epoch {learn.epoch}{where} (step {learn.step}).'))
         if rank == 0:
             lock.announce()
             cfg_file = run_dir/'config.json'
@@ -775,3 +909,44 @@ def train_cli(argv:list[str]|None=None) -> int:
     finally:
         import torch.distributed as dist
         if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
+
+# %% ../nbs/04_learner.ipynb #9b6bcc4c
+def evaluate_checkpoint(path, quick:bool=False, **params) -> dict:
+    "The task's report on checkpoint `path` (or, `quick`, its per-evaluation figures on a sample); `params` override the saved configuration."
+    path = Path(path).expanduser()
+    ck = load_checkpoint_file(path)
+    saved = ck.get('config', {})
+    if not saved.get('task'): raise ClimbkitError(f"Checkpoint {path} holds no configuration naming its task.")
+    task = get_task(saved['task'])
+    known = {**TRAIN_DEFAULTS, **task.defaults}
+    p = {**{k: v for k, v in saved.items() if k in known}, 'config': None, 'resume': False, 'compile': False, 'steps': 0, 'save_every_steps': 0,
+         **(task.quick_params if quick else {}), **{k: v for k, v in params.items() if v is not None}}
+    task, cfg = resolve_run_config(p)
+    data, model, _ = build_parts(task, cfg)
+    check_model_matches(ck, model, cfg, task.model_keys, path)
+    model.load_state_dict(ck['model']); model.eval()
+    t0 = time.perf_counter()
+    with torch.no_grad(): figures = task.evaluate(model, data, cfg) if quick else task.report(model, data, cfg, None)
+    return {'checkpoint': str(path), 'task': cfg.task, 'step': ck.get('step'), 'epoch': ck.get('epoch'), 'quick': quick,
+            **figures, 'eval_seconds': time.perf_counter() - t0}
+
+def eval_cli(argv:list[str]|None=None) -> int:
+    "The `climbkit-eval` command: `climbkit-eval CHECKPOINT [--quick] [--json FILE] [--name value ...]`."
+    import sys
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ('-h', '--help'):
+        print("usage: climbkit-eval CHECKPOINT.pt [--quick] [--json FILE] [--name value ...]\n"
+              "Evaluates a checkpoint of any run, also one still training; --quick: a fast estimate on a sample.")
+        return 0 if argv else 2
+    try:
+        params = parse_cli_args(argv[1:])
+        quick = str(params.pop('quick', 'false')).lower() == 'true'
+        out = params.pop('json', None)
+        res = evaluate_checkpoint(argv[0], quick=quick, **params)
+        for k, v in res.items():
+            if isinstance(v, (int, float, str)) and not isinstance(v, bool) or v is None: print(f'{k:24s} {v:.4f}' if isinstance(v, float) else f'{k:24s} {v}')
+        if out: atomic_save_json(res, out); print(f'wrote {out}')
+        return 0
+    except ClimbkitError as e:
+        print(f'climbkit-eval: {e}', file=sys.stderr)
+        return 2

@@ -730,7 +730,7 @@ PROFILE_CASES = [
     pytest.param({'data': 'missing.json'}, {}, ("Parameter 'data'", 'missing.json'), id='missing-data'),
     pytest.param({}, {'measure': 0}, ("'measure'",), id='measure-0'),
     pytest.param({}, {'warmup': -1}, ("'warmup'",), id='warmup-negative'),
-    pytest.param({}, {'steps': 'many'}, ("'steps'",), id='steps-a-string'),
+    pytest.param({}, {'project': 'many'}, ("'project'",), id='project-a-string'),
 ]
 
 

@@ -1,0 +1,130 @@
+"""Issue 6: knowledge-graph link prediction (-p task kg): step-based runs through papermill with the reference model beside them,
+step checkpoints, an exact resume after SIGTERM, resuming from a step checkpoint, climbkit-eval on a checkpoint, and bad input."""
+import csv, io, os, sys, json, time, signal, contextlib, subprocess
+from pathlib import Path
+import pytest
+from conftest import papermill, notebook_text, SHARED
+from climbkit.core import ClimbkitError
+from climbkit.learner import start_run, load_checkpoint_file
+
+BIN = Path(sys.executable).parent
+# a small family graph and a tiny transformer: every run takes seconds
+KG = dict(task='kg', n_families=12, d_model=32, n_layers=1, n_heads=2, dim_feedforward=64, batch_size=64, lr=0.01, warmup_steps=5, threads=1)
+
+def metrics(run_dir) -> list[dict]:
+    with open(run_dir/'metrics.csv') as f: return list(csv.DictReader(f))
+
+def quietly(fn, *a, **kw):
+    with contextlib.redirect_stdout(io.StringIO()): return fn(*a, **kw)
+
+def test_step_run_through_papermill_with_the_reference_model(tmp_path):
+    kg = {k: v for k, v in KG.items() if k != 'batch_size'}  # given below under the report's name
+    papermill(tmp_path/'out.ipynb', {**kg, 'steps': 40, 'eval_every': 10, 'save_every_steps': 20, 'keep_last': 0,
+                                     'micro_batch_size': 32, 'grad_accum_steps': 2, 'out_dir': tmp_path/'runs', 'name': 'r'})
+    run = tmp_path/'runs'/'r'
+    rows = metrics(run)
+    assert [int(r['step']) for r in rows] == [10, 20, 30, 40] and all(0 < float(r['valid_mrr']) <= 1 for r in rows)
+    assert sorted(p.name for p in (run/'checkpoints').iterdir()) == ['best.pt', 'latest.pt', 'step_20.pt', 'step_40.pt']
+    assert {'kg_ranks.png', 'kg_compare.png', 'loss.png'} <= {p.name for p in (run/'figures').iterdir()}
+    res = json.loads((run/'results.json').read_text())
+    assert res['monitor'] == 'valid_mrr' and res['steps'] == 40 and res['best_step'] in (10, 20, 30, 40)
+    assert 0 < res['test_mrr'] <= 1 and 0 <= res['test_hits@1'] <= res['test_hits@3'] <= res['test_hits@10'] <= 1
+    assert 0 < res['reference']['test_mrr'] <= 1  # DistMult, trained the same way in reference/
+    ref = json.loads((run/'reference'/'config.json').read_text())
+    assert (ref['model'], ref['steps'], ref['batch_size'], ref['grad_accum']) == ('distmult', 40, 32, 2)
+    cfg = json.loads((run/'config.json').read_text())
+    assert (cfg['batch_size'], cfg['grad_accum']) == (32, 2)  # the report's flag names, accepted
+    text = notebook_text(tmp_path/'out.ipynb')
+    for needle in ('filtered ranking, realistic ranks', 'transformer', 'distmult', 'time on this machine', 'step 40/40'):
+        assert needle in text, needle
+
+def train_cli(out_dir, name, **kw):
+    args = {**KG, 'precision': 'fp32', 'dropout': 0, 'baseline': 'none', 'out_dir': out_dir, 'name': name, **kw}
+    return [str(BIN/'climbkit-train'), *(a for k, v in args.items() for a in (f'--{k}', str(v)))]
+
+def test_sigterm_mid_run_then_resume_ends_exactly_as_an_uninterrupted_run(tmp_path):
+    steps = dict(steps=600, eval_every=100, checkpoint_every=5, save_every_steps=200)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    subprocess.run(train_cli(tmp_path, 'ref', **steps), check=True, capture_output=True, timeout=300, env=env)
+    proc = subprocess.Popen(train_cli(tmp_path, 'cut', **steps), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    latest, t_end = tmp_path/'cut'/'checkpoints'/'latest.pt', time.time() + 120
+    while not latest.exists():
+        assert proc.poll() is None and time.time() < t_end, proc.stderr.read()[-3000:]
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    stopped = load_checkpoint_file(latest)['step']
+    assert stopped < 600 and f'SIGTERM at step {stopped}' in out
+    subprocess.run(train_cli(tmp_path, 'cut', resume=tmp_path/'cut', **steps), check=True, capture_output=True, timeout=300, env=env)
+    keys = ('step', 'epoch', 'train_loss', 'valid_loss', 'valid_mrr', 'lr')
+    assert [{k: r[k] for k in keys} for r in metrics(tmp_path/'cut')] == [{k: r[k] for k in keys} for r in metrics(tmp_path/'ref')]
+    assert {p.name for p in (tmp_path/'cut'/'checkpoints').iterdir()} >= {'step_200.pt', 'step_400.pt', 'step_600.pt'}
+
+def test_resume_from_a_step_checkpoint_and_train_further(tmp_path):
+    _, learn = quietly(start_run, **KG, out_dir=tmp_path, name='r', steps=40, eval_every=10, save_every_steps=20, keep_last=0)
+    quietly(learn.fit)
+    ck = tmp_path/'r'/'checkpoints'/'step_20.pt'
+    _, again = quietly(start_run, **KG, out_dir=tmp_path, resume=ck, steps=60)  # eval_every kept from the run
+    assert again.step == 20 and [r['step'] for r in again.history] == [10, 20]
+    quietly(again.fit)
+    assert [r['step'] for r in again.history] == [10, 20, 30, 40, 50, 60]
+    assert [int(r['step']) for r in metrics(tmp_path/'r')] == [10, 20, 30, 40, 50, 60]
+
+def test_climbkit_eval_on_a_checkpoint(tmp_path):
+    _, learn = quietly(start_run, **KG, out_dir=tmp_path, name='r', steps=20, eval_every=10, save_every_steps=10, keep_last=0)
+    quietly(learn.fit)
+    ck = tmp_path/'r'/'checkpoints'/'step_10.pt'
+    p = subprocess.run([str(BIN/'climbkit-eval'), str(ck), '--quick', '--json', str(tmp_path/'q.json')], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    q = json.loads((tmp_path/'q.json').read_text())
+    assert q['step'] == 10 and q['quick'] is True and 0 < q['valid_mrr'] <= 1 and 'valid_mrr' in p.stdout
+    p = subprocess.run([str(BIN/'climbkit-eval'), str(tmp_path/'r'/'checkpoints'/'best.pt')], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and 'test_mrr' in p.stdout and 'filtered ranking' in p.stdout
+    (tmp_path/'junk.pt').write_bytes(b'\x00' * 10)
+    for bad, needle in ((tmp_path/'junk.pt', 'cannot be read'), (tmp_path/'none.pt', 'does not exist')):
+        p = subprocess.run([str(BIN/'climbkit-eval'), str(bad), '--quick'], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 2 and needle in p.stderr and str(bad) in p.stderr
+
+def write_graph(folder:Path, train:str, valid='a\tr\tb\n', test='b\tr\ta\n'):
+    folder.mkdir()
+    for name, text in (('train.txt', train), ('valid.txt', valid), ('test.txt', test)):
+        if text is not None: (folder/name).write_text(text)
+    return folder
+
+def test_a_malformed_triples_file_is_named_with_its_line_and_nothing_is_written(tmp_path):
+    data = write_graph(tmp_path/'g', 'a\tr\tb\nb\tr\tc\nc\tr\n')
+    p = papermill(tmp_path/'bad.ipynb', {**KG, 'data': data, 'out_dir': tmp_path/'runs'}, check=False)
+    text = notebook_text(tmp_path/'bad.ipynb')
+    assert p.returncode != 0 and f"{data/'train.txt'}, line 3" in text and 'expected 3 tab-separated fields' in text
+    assert not (tmp_path/'runs').exists()
+
+@pytest.mark.parametrize('params, needle', [
+    ({'data': 'EMPTY_FIELD'}, 'line 2'),
+    ({'data': 'NO_VALID'}, 'valid.txt'),
+    ({'data': 'MISSING'}, 'does not exist'),
+    ({'model': 'transe'}, "'model' must be one of"),
+    ({'baseline': 'rescal'}, "'baseline' must be"),
+    ({'max_seq_len': 2}, "'max_seq_len' must be at least 3"),
+    ({'d_model': 30, 'n_heads': 4}, "divisible by 'n_heads'"),
+    ({'micro_batch_size': 8, 'batch_size': 16}, 'mean the same thing'),
+    ({'save_every_steps': 100}, "needs a step-based run"),
+    ({'steps': -5}, "'steps' must be 0"),
+    ({'monitor': 'mrr'}, "'monitor' must be a validation figure"),
+    ({'eval_triples': -1}, "'eval_triples'"),
+], ids=['empty-field', 'no-valid-file', 'missing-folder', 'model', 'baseline', 'max_seq_len', 'heads', 'synonym-clash',
+        'save_every_steps-without-steps', 'negative-steps', 'monitor', 'eval_triples'])
+def test_bad_kg_parameters_are_refused_before_anything_is_written(tmp_path, params, needle):
+    folders = {'EMPTY_FIELD': lambda: write_graph(tmp_path/'g', 'a\tr\tb\nb\t\tc\n'),
+               'NO_VALID': lambda: write_graph(tmp_path/'g', 'a\tr\tb\n', valid=None), 'MISSING': lambda: tmp_path/'nowhere'}
+    if params.get('data') in folders: params = {**params, 'data': folders[params['data']]()}
+    with pytest.raises(ClimbkitError) as e: quietly(start_run, **{**KG, **params}, out_dir=tmp_path/'runs')
+    assert needle in str(e.value), str(e.value)
+    assert not (tmp_path/'runs').exists()
+
+@pytest.mark.skipif(not (SHARED/'data'/'kg'/'umls').exists(), reason='needs ../shared/data/kg (the real Nations and UMLS graphs)')
+def test_the_real_graphs_load_with_their_published_sizes():
+    from climbkit.kg import load_kg
+    for name, sizes in (('umls', (135, 46, 5216, 652, 661)), ('nations', (14, 55, 1592, 199, 201))):
+        kg = load_kg(SHARED/'data'/'kg'/name)
+        assert (kg.n_entities, kg.n_relations, len(kg.train), len(kg.valid), len(kg.test)) == sizes
+        assert kg.datasets()['train'].num_rows == sizes[2]
