@@ -155,7 +155,7 @@ def step_breakdown(learn:Learner, steps:int=10, warmup:int=3) -> dict:
     kinds['Python and the rest'] = max(total_ms - sum(kinds.values()), 0.0)
     return {'step_ms': total_ms, 'phases': phases, 'kinds': kinds}
 
-# %% ../nbs/06_bench.ipynb #0ce02f55
+# %% ../nbs/06_bench.ipynb #c938f920
 def text_table(rows:list[dict], columns:dict) -> str:
     "Rows as an aligned text table; `columns` maps each key to (heading, format), e.g. {'step_ms': ('ms/step', '{:.1f}')}."
     cells = [[h for h, _ in columns.values()]] + [[('' if r.get(k) is None else f.format(r[k])) for k, (_, f) in columns.items()] for r in rows]
@@ -185,10 +185,11 @@ def profile(params:dict|None=None, project=None, warmup:int=5, measure:int=20, f
     c, spe = learn.cfg, learn.steps_per_epoch()
     fl = flops_per_step(learn) if flops else None
     r = train_steps(learn, warmup + measure, warmup)
-    cost = lambda n: n * r['step_ms'] / 1000 + (n // spe) * r['valid_s']
-    rows = [{'steps': n, 'epochs': n / spe, 'seconds': cost(n), 'time': human_time(cost(n)), 'note': ''} for n in project]
+    cost = lambda n: n * r['step_ms'] / 1000 + (n // spe) * r['valid_s']  # a validation every `spe` steps
+    data_epochs = lambda n: n * c.grad_accum / len(learn.data.train)  # passes over the training data
+    rows = [{'steps': n, 'epochs': data_epochs(n), 'seconds': cost(n), 'time': human_time(cost(n)), 'note': ''} for n in project]
     planned = c.steps if learn.stepwise else c.epochs * spe
-    rows.append({'steps': planned, 'epochs': None if learn.stepwise else c.epochs, 'seconds': cost(planned), 'time': human_time(cost(planned)),
+    rows.append({'steps': planned, 'epochs': data_epochs(planned), 'seconds': cost(planned), 'time': human_time(cost(planned)),
                  'note': f'the configured run (an evaluation every {spe} steps)' if learn.stepwise else f'the configured {c.epochs} epochs'})
     res = {'task': c.task, 'parameters': n_params(learn.model), 'precision': learn.precision, 'threads': torch.get_num_threads(),
            'batch_size': c.batch_size, 'grad_accum': c.grad_accum, 'setup_s': learn.setup, 'first_steps_s': r['first_steps_s'],
