@@ -155,7 +155,7 @@ def step_breakdown(learn:Learner, steps:int=10, warmup:int=3) -> dict:
     kinds['Python and the rest'] = max(total_ms - sum(kinds.values()), 0.0)
     return {'step_ms': total_ms, 'phases': phases, 'kinds': kinds}
 
-# %% ../nbs/06_bench.ipynb #c938f920
+# %% ../nbs/06_bench.ipynb #b0510291
 def text_table(rows:list[dict], columns:dict) -> str:
     "Rows as an aligned text table; `columns` maps each key to (heading, format), e.g. {'step_ms': ('ms/step', '{:.1f}')}."
     cells = [[h for h, _ in columns.values()]] + [[('' if r.get(k) is None else f.format(r[k])) for k, (_, f) in columns.items()] for r in rows]
@@ -169,7 +169,7 @@ def flops_per_step(learn:Learner) -> float:
     batch = next(_batches(learn))
     learn.fit_model.train()
     with FlopCounterMode(display=False) as counter:
-        with autocast(learn.precision, learn.device): loss, _ = learn.loss_fn(learn.fit_model, batch)
+        with autocast(learn.precision, learn.device): loss = learn.loss_fn(learn.fit_model, batch)[0]
         loss.backward()
     learn.opt.zero_grad(set_to_none=True)
     return float(counter.get_total_flops()) * learn.cfg.grad_accum

@@ -22,11 +22,11 @@ __all__ = ['TASKS', 'MACHINERY', 'TRAIN_DEFAULTS', 'SYNONYMS', 'RESUME_KEYS', 'T
            'register_task', 'known_tasks', 'get_task', 'distributed', 'on_rank0', 'resolve_run_config', 'Callback',
            'stream_batches', 'Learner', 'load_checkpoint_file', 'check_model_matches', 'fmt_time', 'ProgressCallback',
            'CSVLogger', 'TensorBoardLogger', 'CheckpointCallback', 'EarlyStopping', 'human_time', 'ProfileCallback',
-           'layer_groups', 'FreezeCallback', 'plot_history', 'LivePlot', 'FigureSaver', 'ResultsWriter',
+           'layer_groups', 'FreezeCallback', 'loss_parts', 'plot_history', 'LivePlot', 'FigureSaver', 'ResultsWriter',
            'standard_callbacks', 'build_parts', 'worker_callbacks', 'start_run', 'notebook_params', 'parse_cli_args',
            'train_cli', 'evaluate_checkpoint', 'eval_cli']
 
-# %% ../nbs/04_learner.ipynb #5977dbb3
+# %% ../nbs/04_learner.ipynb #c405492a
 class Task:
     "Base class for a model family. Override the methods; the learner calls them."
     name: str = ''
@@ -38,7 +38,7 @@ class Task:
     def build_data(self, cfg:Config) -> Data: raise NotImplementedError
     def build_model(self, cfg:Config, data:Data) -> nn.Module: raise NotImplementedError
     def loss(self, model:nn.Module, batch:dict) -> tuple[torch.Tensor, int]:
-        "Mean loss over the batch's scored items, and how many items that mean covers."
+        "Mean loss over the batch's scored items, and how many items that mean covers; optionally a third element, {name: component loss}, logged as `train_<name>_loss` / `valid_<name>_loss`."
         raise NotImplementedError
     def baselines(self, data:Data) -> dict: return {}
     def evaluate(self, model:nn.Module, data:Data, cfg:Config) -> dict: return {}
@@ -198,7 +198,11 @@ class Callback:
     def state_dict(self) -> dict: return {}
     def load_state_dict(self, st:dict): pass
 
-# %% ../nbs/04_learner.ipynb #0c7bc026
+# %% ../nbs/04_learner.ipynb #8dd162bd
+def _split_loss(out) -> tuple[torch.Tensor, int, dict]:
+    "A task's loss as (loss, n, parts): `parts` is {} when the task gives none."
+    return (out[0], out[1], out[2] or {}) if len(out) == 3 else (out[0], out[1], {})
+
 def _to(batch, device):
     if device.type == 'cpu': return batch
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -234,6 +238,7 @@ class Learner:
         self.epoch, self.step, self.history, self.best = 0, 0, [], float('inf') if self.minimize else -float('inf')
         self.stop, self.stop_reason, self.interrupt, self.stepped = False, None, None, False
         self.batch_in_epoch, self._partial = 0, None  # where a run stopped mid-epoch resumes
+        self.loss_parts, self._part_sums = {}, {}  # a task's loss components, and their sums over the epoch
         self.lock = None  # a RunLock on run_dir, held while training
         self.fit_model = torch.compile(model, dynamic=True) if c.compile else model  # batch lengths vary
         self.rank, self.world = distributed()
@@ -278,12 +283,15 @@ class Learner:
             self.data.train.set_epoch(self.epoch); self.n_batches = len(self.data.train)
             batches = self.data.train.batches(start)
         self._loss_sum = torch.tensor(part.get('loss_sum', 0.0), dtype=torch.float64)
+        self._part_sums = {k: torch.tensor(v, dtype=torch.float64) for k, v in part.get('parts', {}).items()}
         self.items_seen, t0 = part.get('items', 0), time.perf_counter() - part.get('seconds', 0.0)
         self.opt.zero_grad(set_to_none=True)
         for i, batch in enumerate(batches, start):
             self.batch_idx = i
             loss, n = self.train_batch(batch, i, last=i + 1 == self.n_batches)
             self._loss_sum += loss.double() * n; self.items_seen += n
+            for k, v in self.loss_parts.items():  # no host sync: the sums stay tensors until the epoch ends
+                self._part_sums[k] = self._part_sums.get(k, 0.0) + v.detach().double() * n
             self.batch_loss, self.epoch_time, self.batch_in_epoch = loss, time.perf_counter() - t0, i + 1
             self._cb('after_batch')
             if self.world > 1 and self.stepped:  # a signal seen by any process stops them all at the same step
@@ -297,14 +305,15 @@ class Learner:
                 return None
         self.batch_in_epoch = 0
         if self.stepwise: self.data_pos += self.n_batches
-        return {'train_loss': self.running_loss, 'train_items': self.items_seen, 'train_time': time.perf_counter() - t0}
+        return {'train_loss': self.running_loss, **{f'train_{k}_loss': (v / max(self.items_seen, 1)).item() for k, v in self._part_sums.items()},
+                'train_items': self.items_seen, 'train_time': time.perf_counter() - t0}
 
     def train_batch(self, batch, i:int, last:bool=False) -> tuple[torch.Tensor, int]:
         "One batch: forward, backward, and an optimizer step every `grad_accum` batches (and at the `last`); returns (mean loss, items), over all processes."
         c, self.stepped = self.cfg, False
         batch = _to(batch, self.device)
         # the phases are labelled for the profiler (`climbkit.bench.step_breakdown`); the labels cost ~1 µs when it is off
-        with record_function('forward'), autocast(self.precision, self.device): loss, n = self.loss_fn(self.fit_model, batch)
+        with record_function('forward'), autocast(self.precision, self.device): loss, n, self.loss_parts = _split_loss(self.loss_fn(self.fit_model, batch))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"Training loss became {loss.item()} at epoch {self.epoch + 1}, batch {i + 1}; "
                                      f"try a lower 'lr' or precision='fp32'.")
@@ -330,11 +339,13 @@ class Learner:
     def validate(self) -> dict:
         "Mean validation loss over the items the task scores, plus the task's own evaluation."
         model = self.fit_model; model.eval()
-        loss_sum, items, t0 = 0.0, 0, time.perf_counter()
+        loss_sum, items, t0, part_sums = 0.0, 0, time.perf_counter(), {}
         for batch in self.data.valid:
-            with autocast(self.precision, self.device): loss, n = self.loss_fn(model, _to(batch, self.device))
+            with autocast(self.precision, self.device): loss, n, parts = _split_loss(self.loss_fn(model, _to(batch, self.device)))
             loss_sum += loss.float().item() * n; items += n
-        res = {'valid_loss': loss_sum / max(items, 1), 'valid_time': time.perf_counter() - t0}
+            for k, v in parts.items(): part_sums[k] = part_sums.get(k, 0.0) + float(v) * n
+        res = {'valid_loss': loss_sum / max(items, 1), **{f'valid_{k}_loss': v / max(items, 1) for k, v in part_sums.items()},
+               'valid_time': time.perf_counter() - t0}
         if self.evaluate: res.update(self.evaluate(self.model))
         return res
 
@@ -422,7 +433,8 @@ class Learner:
                 'optimizer': self.opt.state_dict(), 'scheduler': self.sched.state_dict() if self.sched else None,
                 'rng': get_rng_state(), 'epoch': self.epoch, 'step': self.step, 'best': self.best, 'data_pos': self.data_pos,
                 'batch_in_epoch': self.batch_in_epoch,  # > 0: saved mid-epoch, with the epoch's running figures
-                'partial': {'loss_sum': float(self._loss_sum), 'items': self.items_seen, 'seconds': self.epoch_time}
+                'partial': {'loss_sum': float(self._loss_sum), 'items': self.items_seen, 'seconds': self.epoch_time,
+                            'parts': {k: float(v) for k, v in self._part_sums.items()}}
                            if self.batch_in_epoch else None,
                 'history': self.history, 'elapsed': self.elapsed, 'config': dict(self.cfg),
                 'callbacks': {type(cb).__name__: cb.state_dict() for cb in self.cbs}}
@@ -718,11 +730,17 @@ class FreezeCallback(Callback):
     def after_fit(self, learn):
         if learn.run_dir: learn.save_results({'freeze_events': self.events})
 
-# %% ../nbs/04_learner.ipynb #4158c074
+# %% ../nbs/04_learner.ipynb #254d3ce4
+def loss_parts(history:list[dict]) -> list[str]:
+    "Names of the loss components in `history` (`train_parse_loss` -> 'parse')."
+    return [k[6:-5] for k in (history[0] if history else {}) if k.startswith('train_') and k.endswith('_loss') and k != 'train_loss']
+
 def plot_history(history:list[dict], refs:dict|None=None, ax=None, title='loss', metric:str|None=None):
-    "Training/validation loss by epoch (by step in a step-based run) with reference lines {label: value}; and `metric` (e.g. 'valid_mrr') beside it."
+    "Training/validation loss by epoch (by step in a step-based run) with reference lines {label: value}; the loss's parts, if any, and `metric` (e.g. 'valid_mrr') beside it."
     import matplotlib.pyplot as plt
-    panels = 2 if metric and 'loss' not in metric else 1
+    parts = loss_parts(history)
+    show_metric = bool(metric and 'loss' not in metric)
+    panels = 1 + bool(parts) + show_metric
     if ax is None: fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 3.5), squeeze=False); axes = list(axes[0])
     else: axes = list(ax) if isinstance(ax, (list, tuple)) else [ax]; fig = axes[0].figure
     xkey = 'step' if history and 'eval' in history[0] else 'epoch'
@@ -733,8 +751,15 @@ def plot_history(history:list[dict], refs:dict|None=None, ax=None, title='loss',
     for i, (k, v) in enumerate((refs or {}).items()):
         a.axhline(v, ls='--', lw=1, color=f'C{i + 2}', label=f'{k} {v:.3f}')
     a.set_xlabel(xkey); a.set_ylabel('loss (nats / item)'); a.set_title(title); a.legend(fontsize=8); a.grid(alpha=0.3)
-    if panels == 2 and len(axes) > 1:
-        b = axes[1]
+    rest = axes[1:]
+    if parts and rest:
+        b = rest.pop(0)
+        for i, k in enumerate(parts):
+            b.plot(x, [r.get(f'train_{k}_loss', float('nan')) for r in history], 'o-', ms=3, color=f'C{i}', label=f'{k} (train)')
+            b.plot(x, [r.get(f'valid_{k}_loss', float('nan')) for r in history], 's--', ms=3, color=f'C{i}', label=f'{k} (valid)')
+        b.set_xlabel(xkey); b.set_ylabel('loss (nats / token or slot)'); b.set_title('the loss, part by part'); b.legend(fontsize=7); b.grid(alpha=0.3)
+    if show_metric and rest:
+        b = rest.pop(0)
         b.plot(x, [r.get(metric, float('nan')) for r in history], 'o-', ms=3, color='C1')
         b.set_xlabel(xkey); b.set_ylabel(metric); b.set_title(metric); b.grid(alpha=0.3)
     fig.tight_layout()
@@ -763,17 +788,18 @@ class FigureSaver(Callback):
         fig = plot_history(learn.history, self.refs, title=f"{learn.cfg.get('task', '')} loss by {unit} ({learn.run_dir.name})", metric=learn.cfg.monitor); buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=110); plt.close(fig)
         atomic_write(learn.run_dir/'figures'/'loss.png', buf.getvalue())
 
-# %% ../nbs/04_learner.ipynb #291d8666
+# %% ../nbs/04_learner.ipynb #c4713f89
 class ResultsWriter(Callback):
-    "Write `run_dir/results.json` when training ends."
+    "Write `run_dir/results.json` after every epoch (or evaluation) and when training ends."
     order = 85
+    def after_epoch(self, learn): learn.save_results()
     def after_fit(self, learn): learn.save_results()
 
 def _results(learn) -> dict:
     h, mon = learn.history, learn.cfg.monitor
     best = (min if learn.minimize else max)(h, key=lambda r: r[mon]) if h else None
     return {'task': learn.cfg.get('task'), 'status': learn.stop_reason, 'epochs': h[-1]['epoch'] if h else learn.epoch, 'steps': learn.step,
-            'final': h[-1] if h else None, 'best_valid_loss': min(r['valid_loss'] for r in h) if h else None,
+            'final': h[-1] if h else None, 'history': h, 'best_valid_loss': min(r['valid_loss'] for r in h) if h else None,
             'monitor': mon, f'best_{mon}': best[mon] if h else None,
             'best_epoch': best['epoch'] if h else None, 'best_step': best['step'] if h else None,
             'train_seconds': learn.elapsed,
