@@ -19,12 +19,13 @@ from .optim import make_optimizer, make_scheduler
 
 # %% auto #0
 __all__ = ['TASKS', 'MACHINERY', 'TRAIN_DEFAULTS', 'SYNONYMS', 'RESUME_KEYS', 'TRAIN_CHECKS', 'PROJECT_STEPS', 'Task',
-           'register_task', 'known_tasks', 'get_task', 'distributed', 'on_rank0', 'resolve_run_config', 'Callback',
-           'stream_batches', 'Learner', 'load_checkpoint_file', 'check_model_matches', 'fmt_time', 'ProgressCallback',
-           'CSVLogger', 'TensorBoardLogger', 'CheckpointCallback', 'EarlyStopping', 'human_time', 'ProfileCallback',
-           'layer_groups', 'FreezeCallback', 'loss_parts', 'plot_history', 'LivePlot', 'FigureSaver', 'ResultsWriter',
-           'standard_callbacks', 'build_parts', 'worker_callbacks', 'start_run', 'notebook_params', 'parse_cli_args',
-           'train_cli', 'evaluate_checkpoint', 'eval_cli']
+           'register_task', 'known_tasks', 'get_task', 'distributed', 'on_rank0', 'check_checkpoint_name',
+           'resolve_run_config', 'Callback', 'stream_batches', 'Learner', 'load_checkpoint_file', 'check_model_matches',
+           'fmt_time', 'ProgressCallback', 'CSVLogger', 'TensorBoardLogger', 'checkpoint_file_name',
+           'CheckpointCallback', 'EarlyStopping', 'human_time', 'ProfileCallback', 'layer_groups', 'FreezeCallback',
+           'loss_parts', 'plot_history', 'LivePlot', 'FigureSaver', 'ResultsWriter', 'standard_callbacks',
+           'build_parts', 'worker_callbacks', 'start_run', 'notebook_params', 'parse_cli_args', 'train_cli',
+           'evaluate_checkpoint', 'eval_cli']
 
 # %% ../nbs/04_learner.ipynb #c405492a
 class Task:
@@ -83,7 +84,7 @@ def get_task(name:str) -> Task:
         raise ClimbkitError(f"Unknown task {name!r}{_close_matches(name, known)}; expected one of: {', '.join(known) or '(none)'}.")
     return TASKS[name]()
 
-# %% ../nbs/04_learner.ipynb #bb6b54d1
+# %% ../nbs/04_learner.ipynb #ea7a7255
 TRAIN_DEFAULTS = dict(
     task='climb', data='builtin', config=None,
     epochs=10, batch_size=64, lr=1e-3, weight_decay=0.1, warmup_steps=100, min_lr_factor=0.1,
@@ -92,6 +93,8 @@ TRAIN_DEFAULTS = dict(
     precision='auto', threads=0, device='auto', compile=False, seed=0, valid_frac=0.1,
     out_dir='runs', name=None, resume=False, patience=0, save_every=5, keep_last=3, checkpoint_every=200, log_every=0,
     steps=0, eval_every=0, save_every_steps=0, monitor='valid_loss',
+    lr_schedule='cosine', lr_step_epochs=30, lr_gamma=0.1, val_check_interval=1.0,
+    save_top_k=0, checkpoint_name='{task}-epoch={epoch:02d}-step={step}-{monitor}={value:.4f}.pt',
 )
 
 # the names a user's earlier scripts used for the same knobs (the report's `train_v2.py` flags): accepted as they are
@@ -124,6 +127,10 @@ TRAIN_CHECKS = {
     'eval_every': (lambda v: v >= 0, '0 (20 evaluations over the run) or a number of optimizer steps'),
     'save_every_steps': (lambda v: v >= 0, '0 (off) or a number of optimizer steps'),
     'monitor': (lambda v: v.startswith('valid_'), "a validation figure such as 'valid_loss' or 'valid_mrr'"),
+    'lr_schedule': (lambda v: v in ('cosine', 'step', 'constant'), "one of 'cosine', 'step', 'constant'"),
+    'lr_step_epochs': (lambda v: v > 0, 'a positive number of epochs'), 'lr_gamma': (lambda v: 0 < v <= 1, 'in (0, 1]'),
+    'val_check_interval': (lambda v: 0 < v <= 1, 'a fraction of an epoch in (0, 1] (0.5: validate twice an epoch)'),
+    'save_top_k': (lambda v: v >= 0, '0 (off) or how many of the best checkpoints to keep under checkpoint_name'),
 }
 
 def distributed() -> tuple[int, int]:
@@ -166,6 +173,17 @@ def _synonyms(params:dict, where:str) -> dict:
         if v is not None or name not in out: out[name] = v
     return out
 
+def check_checkpoint_name(template:str):
+    "Refuse a `checkpoint_name` template that cannot be filled: bad braces, or a field no evaluation gives."
+    import string
+    plain = {'task', 'epoch', 'step', 'monitor', 'value'}
+    try: fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as e: raise ClimbkitError(f"Parameter 'checkpoint_name' is not a valid template ({e}): {template!r}.") from None
+    for f in fields:
+        if f not in plain and not f.startswith(('valid_', 'val_', 'train_')):
+            raise ClimbkitError(f"Parameter 'checkpoint_name' uses {{{f}}}; expected {', '.join(sorted(plain))} or a figure such as "
+                                f"{{valid_loss}} or {{val_acc1}} (val_ means valid_).")
+
 def resolve_run_config(params:dict) -> tuple[Task, Config]:
     "The task and the full, checked configuration for `params` (papermill parameters, keyword arguments...)."
     params = _synonyms(params, '')
@@ -186,6 +204,7 @@ def resolve_run_config(params:dict) -> tuple[Task, Config]:
     if cfg.optimizer_state == 'bf16' and cfg.optimizer != 'lamb':  # checked here, before a run folder is made
         raise ClimbkitError(f"Parameter 'optimizer_state' bf16 needs optimizer='lamb', got {cfg.optimizer!r}.")
     if isinstance(cfg.resume, str) and cfg.resume.lower() in ('true', 'false'): cfg.resume = cfg.resume.lower() == 'true'
+    check_checkpoint_name(cfg.checkpoint_name)
     if cfg.save_every_steps and not cfg.steps:
         raise ClimbkitError(f"Parameter 'save_every_steps' ({cfg.save_every_steps}) needs a step-based run: set 'steps' too "
                             f"(or use 'save_every' for epoch checkpoints).")
@@ -198,7 +217,7 @@ class Callback:
     def state_dict(self) -> dict: return {}
     def load_state_dict(self, st:dict): pass
 
-# %% ../nbs/04_learner.ipynb #8dd162bd
+# %% ../nbs/04_learner.ipynb #c8a4a313
 def _split_loss(out) -> tuple[torch.Tensor, int, dict]:
     "A task's loss as (loss, n, parts): `parts` is {} when the task gives none."
     return (out[0], out[1], out[2] or {}) if len(out) == 3 else (out[0], out[1], {})
@@ -257,12 +276,21 @@ class Learner:
         "Batches in the current step-based evaluation period (the last may be shorter)."
         return min(self.eval_every * self.cfg.grad_accum, self.target_steps * self.cfg.grad_accum - self.data_pos)
     def improved(self, value:float) -> bool: return value < self.best if self.minimize else value > self.best
+    def segment_end(self, start:int) -> int:
+        "Epoch-based runs: the batch after which the next validation comes (`val_check_interval` < 1 validates inside the epoch)."
+        n, accum = self.n_batches, self.cfg.grad_accum
+        if self.cfg.val_check_interval >= 1: return n
+        every = max(accum, math.ceil(self.cfg.val_check_interval * n / accum) * accum)  # whole optimizer steps: nothing left half-accumulated
+        return min(n, (start // every + 1) * every)
     def make_schedule(self, epochs:int|None=None, steps:int|None=None):
         "Warm-up + cosine over `epochs` epochs (or exactly `steps` optimizer steps, as the benchmark uses)."
         total = steps or epochs * self.steps_per_epoch()
         if self.sched is None or total != self.sched_total:  # placed at the current step: a resumed or extended run continues
             for g in self.opt.param_groups: g['initial_lr'] = self.cfg.lr
-            self.sched = make_scheduler(self.opt, self.cfg.warmup_steps, total, self.cfg.min_lr_factor, done_steps=self.step)
+            c = self.cfg
+            epoch_steps = math.ceil(len(self.data.train) / c.grad_accum)  # the step schedule counts epochs of data
+            self.sched = make_scheduler(self.opt, c.warmup_steps, total, c.min_lr_factor, done_steps=self.step,
+                                        kind=c.lr_schedule, step_size=c.lr_step_epochs * epoch_steps, gamma=c.lr_gamma)
             self.sched_total = total
 
     def _cb(self, event:str):
@@ -276,12 +304,14 @@ class Learner:
         model = self.fit_model
         model.train()
         start, part, self._partial = self.batch_in_epoch, self._partial or {}, None
+        self.segment_start = start
         if self.stepwise:
             self.n_batches = self.period_batches()
             batches = stream_batches(self.data.train, self.data_pos + start, self.n_batches - start)
         else:
             self.data.train.set_epoch(self.epoch); self.n_batches = len(self.data.train)
             batches = self.data.train.batches(start)
+        end = self.n_batches if self.stepwise else self.segment_end(start)
         self._loss_sum = torch.tensor(part.get('loss_sum', 0.0), dtype=torch.float64)
         self._part_sums = {k: torch.tensor(v, dtype=torch.float64) for k, v in part.get('parts', {}).items()}
         self.items_seen, t0 = part.get('items', 0), time.perf_counter() - part.get('seconds', 0.0)
@@ -297,13 +327,14 @@ class Learner:
             if self.world > 1 and self.stepped:  # a signal seen by any process stops them all at the same step
                 flag = torch.tensor([1 if self.interrupt else 0]); torch.distributed.all_reduce(flag, torch.distributed.ReduceOp.MAX)
                 if flag.item() and not self.interrupt: self.interrupt = 'SIGTERM'
-            if self.interrupt and self.stepped and i + 1 < self.n_batches:  # at a step boundary: save and stop here
+            if self.interrupt and self.stepped and i + 1 < end:  # at a step boundary: save and stop here (at a validation point: validate first)
                 self.stop = True
                 self.stop_reason = f'{self.interrupt} at step {self.step}' if self.stepwise else \
                                    f'{self.interrupt} during epoch {self.epoch + 1}, after batch {i + 1} of {self.n_batches}'
                 self._cb('after_interrupt')
                 return None
-        self.batch_in_epoch = 0
+            if i + 1 >= end: break
+        self.batch_in_epoch = 0 if end == self.n_batches else end  # inside the epoch: a validation, then on from here
         if self.stepwise: self.data_pos += self.n_batches
         return {'train_loss': self.running_loss, **{f'train_{k}_loss': (v / max(self.items_seen, 1)).item() for k, v in self._part_sums.items()},
                 'train_items': self.items_seen, 'train_time': time.perf_counter() - t0}
@@ -393,13 +424,17 @@ class Learner:
                 tr = self.train_epoch()
                 if tr is None: break  # stopped by a signal part-way through the epoch: saved, not validated
                 rec.update(tr)
+                inside = self.batch_in_epoch > 0  # validated inside an epoch (val_check_interval < 1)
                 if self.stepwise: rec.update(eval=self.epoch + 1, epoch=round(self.data_pos / len(self.data.train), 3))
+                elif inside: rec['epoch'] = round(self.epoch + self.batch_in_epoch / self.n_batches, 3)
                 rec.update(self.validate())
                 rec.update(step=self.step, lr=self.opt.param_groups[0]['lr'],
                            items_per_s=rec['train_items'] / max(rec['train_time'], 1e-9))
                 self.elapsed += rec['train_time'] + rec['valid_time']
                 rec['elapsed'] = self.elapsed
-                self.epoch += 1
+                if inside:  # the next rows' training figures start afresh from here (and so does a resume from here)
+                    self._loss_sum, self.items_seen, self._part_sums, self.epoch_time = torch.zeros((), dtype=torch.float64), 0, {}, 0.0
+                else: self.epoch += 1
                 self.history.append(rec)
                 if c.monitor not in rec:
                     figures = ', '.join(k for k in rec if k.startswith('valid_') and k != 'valid_time')
@@ -478,7 +513,7 @@ def check_model_matches(ck:dict, model:nn.Module, cfg:dict, model_keys, path):
         detail = '; '.join(diff) if diff else (f"tensor shapes differ ({shapes[0]})" if shapes else f"parameters differ ({sorted(missing)[:3]})")
         raise ClimbkitError(f"Checkpoint {path} was saved from a different model: {detail}.")
 
-# %% ../nbs/04_learner.ipynb #9a4240d8
+# %% ../nbs/04_learner.ipynb #77b8bee1
 def fmt_time(s:float) -> str:
     s = int(round(s)); h, s = divmod(s, 3600); m, s = divmod(s, 60)
     return f'{h}:{m:02d}:{s:02d}' if h else f'{m}:{s:02d}'
@@ -535,8 +570,8 @@ class ProgressCallback(Callback):
             print(f"step {r['step']}/{learn.target_steps}  epoch {r['epoch']:.2f}  train_loss {r['train_loss']:.4f}  valid_loss {r['valid_loss']:.4f}{extra}  "
                   f"{r['items_per_s']:,.0f} items/s  ETA {fmt_time(left)}{'  *best' if learn.is_best else ''}", flush=True)
             return
-        done = learn.epoch - self.epoch0; left = (time.perf_counter() - self.t_fit) / done * (learn.target_epochs - learn.epoch)
-        print(f"epoch {r['epoch']}/{learn.target_epochs}  train_loss {r['train_loss']:.4f}  valid_loss {r['valid_loss']:.4f}{extra}  "
+        done = r['epoch'] - self.epoch0; left = (time.perf_counter() - self.t_fit) / done * (learn.target_epochs - r['epoch'])
+        print(f"epoch {r['epoch']:g}/{learn.target_epochs}  train_loss {r['train_loss']:.4f}  valid_loss {r['valid_loss']:.4f}{extra}  "
               f"{r['items_per_s']:,.0f} items/s  {fmt_time(self.epoch_secs)}  ETA {fmt_time(left)}"
               f"{'  *best' if learn.is_best else ''}", flush=True)
     def after_fit(self, learn):
@@ -577,12 +612,31 @@ class TensorBoardLogger(Callback):
     def after_fit(self, learn):
         if self.writer: self.writer.close()
 
-# %% ../nbs/04_learner.ipynb #df3d9280
+# %% ../nbs/04_learner.ipynb #1e0e3766
+def checkpoint_file_name(template:str, learn, value:float) -> str:
+    "Fill a `checkpoint_name` template from the last evaluation; characters that would make folders become '_'."
+    import re
+    row = learn.history[-1]
+    fields = {**row, **{'val_' + k[6:]: v for k, v in row.items() if k.startswith('valid_')},
+              'task': learn.cfg.get('task') or 'model', 'epoch': max(math.ceil(row['epoch']) - 1, 0) if not learn.stepwise else learn.epoch - 1,
+              'step': learn.step, 'monitor': learn.cfg.monitor, 'value': value}
+    try: name = template.format(**fields)
+    except KeyError as e:
+        raise ClimbkitError(f"Parameter 'checkpoint_name' uses {{{e.args[0]}}}, which this run's evaluation does not give; it gives: "
+                            f"{', '.join(k for k in fields if k.startswith(('valid_', 'train_')))}.") from None
+    except (ValueError, IndexError) as e: raise ClimbkitError(f"Parameter 'checkpoint_name' {template!r} cannot be filled: {e}.") from None
+    name = re.sub(r'[/\\\x00]', '_', name).lstrip('.')  # 'val/acc1' must not become a folder
+    return name if name.endswith('.pt') else name + '.pt'
+
 class CheckpointCallback(Callback):
     "Save latest / best / every-N-epochs checkpoints to `run_dir/checkpoints`, and `latest.pt` every N steps and on a signal."
     order = 10
-    def __init__(self, save_every:int=0, every_steps:int=0, keep_last:int=0, save_every_steps:int=0):
+    def __init__(self, save_every:int=0, every_steps:int=0, keep_last:int=0, save_every_steps:int=0, save_top_k:int=0,
+                 name:str='{task}-epoch={epoch:02d}-step={step}-{monitor}={value:.4f}.pt'):
         self.save_every, self.every_steps, self.keep_last, self.save_every_steps = save_every, every_steps, keep_last, save_every_steps
+        self.save_top_k, self.name, self.top = save_top_k, name, []  # top: [value, file name] of the best checkpoints kept
+    def state_dict(self): return {'top': self.top}
+    def load_state_dict(self, st): self.top = [list(t) for t in st.get('top', [])]
     def before_fit(self, learn):
         if not learn.run_dir: return
         for tmp in (learn.run_dir/'checkpoints').glob('.*.tmp'): tmp.unlink()  # a write cut short by a kill
@@ -609,11 +663,26 @@ class CheckpointCallback(Callback):
                                 f"step {learn.step}); resume=True continues from there.", flush=True)
     def after_epoch(self, learn):
         if not learn.run_dir: return
-        epoch_file = [f'epoch_{learn.epoch}.pt'] if self.save_every and learn.epoch % self.save_every == 0 and not learn.stepwise else []
+        at_end = not learn.stepwise and learn.batch_in_epoch == 0
+        epoch_file = [f'epoch_{learn.epoch}.pt'] if self.save_every and learn.epoch % self.save_every == 0 and at_end else []
         step_file = self._step_file(learn)
-        self._save(learn, ['latest.pt'] + (['best.pt'] if learn.is_best else []) + epoch_file + step_file)
+        top_file, dropped = self._top_k(learn)
+        self._save(learn, ['latest.pt'] + (['best.pt'] if learn.is_best else []) + epoch_file + step_file + top_file)
+        for f in dropped: (learn.run_dir/'checkpoints'/f).unlink(missing_ok=True)
         if epoch_file: self._prune(learn, 'epoch_')
         if step_file: self._prune(learn, 'step_')
+    def _top_k(self, learn) -> tuple[list[str], list[str]]:
+        "Whether this evaluation enters the best `save_top_k` (a file named by the template), and which files leave."
+        if not self.save_top_k: return [], []
+        mon = learn.cfg.monitor; value = learn.history[-1][mon]
+        better = (lambda a, b: a < b) if learn.minimize else (lambda a, b: a > b)
+        if len(self.top) >= self.save_top_k and not better(value, self.top[-1][0]): return [], []
+        name = checkpoint_file_name(self.name, learn, value)
+        self.top = [t for t in self.top if t[1] != name] + [[value, name]]
+        self.top.sort(key=lambda t: t[0], reverse=not learn.minimize)
+        dropped = [t[1] for t in self.top[self.save_top_k:]]
+        self.top = self.top[:self.save_top_k]
+        return [name], dropped
 
 # %% ../nbs/04_learner.ipynb #8d2ebff8
 class EarlyStopping(Callback):
@@ -629,7 +698,7 @@ class EarlyStopping(Callback):
     def state_dict(self): return {'wait': self.wait}
     def load_state_dict(self, st): self.wait = st.get('wait', 0)
 
-# %% ../nbs/04_learner.ipynb #2c52059d
+# %% ../nbs/04_learner.ipynb #d6abe442
 PROJECT_STEPS = (100, 500, 1000, 3500, 10_000)  # the step counts a step-based run's profile projects (the report's table)
 
 def human_time(s:float) -> str:
@@ -651,7 +720,7 @@ class ProfileCallback(Callback):
         self.done = True
         if not self.times: return
         batch_s = sorted(self.times)[len(self.times) // 2]
-        items = learn.items_seen / (learn.batch_idx + 1)
+        items = learn.items_seen / max(learn.batch_idx + 1 - getattr(learn, 'segment_start', 0), 1)
         if learn.stepwise: return self._report_steps(learn, batch_s, items, valid_s)
         epoch_s = batch_s * learn.n_batches + (valid_s or 0.0)
         left = max(learn.target_epochs - self.first, 0)
@@ -820,11 +889,12 @@ def _save_results(self, extra:dict|None=None) -> dict:
     return res
 Learner.save_results = _save_results
 
-# %% ../nbs/04_learner.ipynb #e16d0f53
+# %% ../nbs/04_learner.ipynb #10afebe7
 def standard_callbacks(cfg:Config, refs:dict|None=None) -> list[Callback]:
     "The callbacks of an ordinary run."
     cbs = [ProgressCallback(log_every=cfg.log_every), ProfileCallback(), CSVLogger(), TensorBoardLogger(),
-           CheckpointCallback(cfg.save_every, cfg.checkpoint_every, cfg.keep_last, cfg.save_every_steps), EarlyStopping(cfg.patience),
+           CheckpointCallback(cfg.save_every, cfg.checkpoint_every, cfg.keep_last, cfg.save_every_steps, cfg.save_top_k, cfg.checkpoint_name),
+           EarlyStopping(cfg.patience),
            LivePlot(refs), FigureSaver(refs), ResultsWriter()]
     if cfg.get('freeze'): cbs.append(FreezeCallback(cfg.freeze_threshold, cfg.freeze_patience, cfg.freeze_every))
     return cbs

@@ -11,7 +11,8 @@ from torch import nn
 from .core import ClimbkitError
 
 # %% auto #0
-__all__ = ['param_groups', 'make_optimizer', 'round_to_bf16', 'Lamb', 'Lookahead', 'warmup_cosine', 'make_scheduler']
+__all__ = ['param_groups', 'make_optimizer', 'round_to_bf16', 'Lamb', 'Lookahead', 'warmup_cosine', 'warmup_step',
+           'make_scheduler']
 
 # %% ../nbs/03_optim.ipynb #71b77f35
 def param_groups(model:nn.Module, weight_decay:float) -> list[dict]:
@@ -146,16 +147,25 @@ class Lookahead(torch.optim.Optimizer):
             for s, v in zip(ss, saved): s.copy_(v)
         self.counter, self.k, self.alpha = sd['counter'], sd['k'], sd['alpha']
 
-# %% ../nbs/03_optim.ipynb #05db5327
+# %% ../nbs/03_optim.ipynb #d4054370
 def warmup_cosine(step:int, warmup_steps:int, total_steps:int, min_factor:float=0.1) -> float:
     "LR multiplier at `step`: linear warm-up, then cosine decay to `min_factor`."
     if step < warmup_steps: return (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
 
-def make_scheduler(opt:torch.optim.Optimizer, warmup_steps:int, total_steps:int, min_factor:float=0.1, done_steps:int=0):
-    "A `LambdaLR` following `warmup_cosine`, placed after `done_steps` optimizer steps (a resumed run)."
+def warmup_step(step:int, warmup_steps:int, step_size:int, gamma:float=0.1) -> float:
+    "LR multiplier at `step`: linear warm-up, then times `gamma` every `step_size` steps (the classic step schedule)."
+    if step < warmup_steps: return (step + 1) / warmup_steps
+    return gamma ** ((step - warmup_steps) // max(1, step_size))
+
+def make_scheduler(opt:torch.optim.Optimizer, warmup_steps:int, total_steps:int, min_factor:float=0.1, done_steps:int=0,
+                   kind:str='cosine', step_size:int=0, gamma:float=0.1):
+    "A `LambdaLR` after warm-up: `cosine` decay to `min_factor`, `step` (times `gamma` every `step_size` steps) or `constant`; placed after `done_steps` optimizer steps (a resumed run)."
     if warmup_steps < 0: raise ClimbkitError(f"Parameter 'warmup_steps' must be 0 or more, got {warmup_steps}.")
+    shapes = {'cosine': lambda s: warmup_cosine(s, warmup_steps, total_steps, min_factor),
+              'step': lambda s: warmup_step(s, warmup_steps, step_size, gamma),
+              'constant': lambda s: min(1.0, (s + 1) / warmup_steps) if warmup_steps else 1.0}
+    if kind not in shapes: raise ClimbkitError(f"Parameter 'lr_schedule' must be one of {', '.join(shapes)}, got {kind!r}.")
     for g in opt.param_groups: g.setdefault('initial_lr', g['lr'])
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, warmup_steps, total_steps, min_factor),
-                                             last_epoch=done_steps - 1)
+    return torch.optim.lr_scheduler.LambdaLR(opt, shapes[kind], last_epoch=done_steps - 1)
