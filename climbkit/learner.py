@@ -20,12 +20,12 @@ from .optim import make_optimizer, make_scheduler
 # %% auto #0
 __all__ = ['TASKS', 'MACHINERY', 'TRAIN_DEFAULTS', 'SYNONYMS', 'RESUME_KEYS', 'TRAIN_CHECKS', 'PROJECT_STEPS', 'Task',
            'register_task', 'known_tasks', 'get_task', 'distributed', 'on_rank0', 'check_checkpoint_name',
-           'resolve_run_config', 'Callback', 'stream_batches', 'Learner', 'load_checkpoint_file', 'check_model_matches',
-           'fmt_time', 'ProgressCallback', 'CSVLogger', 'TensorBoardLogger', 'checkpoint_file_name',
-           'CheckpointCallback', 'EarlyStopping', 'human_time', 'ProfileCallback', 'layer_groups', 'FreezeCallback',
-           'loss_parts', 'plot_history', 'LivePlot', 'FigureSaver', 'ResultsWriter', 'standard_callbacks',
-           'build_parts', 'worker_callbacks', 'start_run', 'notebook_params', 'parse_cli_args', 'train_cli',
-           'evaluate_checkpoint', 'eval_cli']
+           'find_config_file', 'resolve_run_config', 'Callback', 'stream_batches', 'Learner', 'load_checkpoint_file',
+           'check_model_matches', 'fmt_time', 'ProgressCallback', 'CSVLogger', 'TensorBoardLogger',
+           'checkpoint_file_name', 'CheckpointCallback', 'EarlyStopping', 'human_time', 'ProfileCallback',
+           'layer_groups', 'FreezeCallback', 'loss_parts', 'plot_history', 'LivePlot', 'FigureSaver', 'ResultsWriter',
+           'standard_callbacks', 'build_parts', 'worker_callbacks', 'start_run', 'notebook_params', 'parse_cli_args',
+           'train_cli', 'evaluate_checkpoint', 'eval_cli']
 
 # %% ../nbs/04_learner.ipynb #c405492a
 class Task:
@@ -84,7 +84,7 @@ def get_task(name:str) -> Task:
         raise ClimbkitError(f"Unknown task {name!r}{_close_matches(name, known)}; expected one of: {', '.join(known) or '(none)'}.")
     return TASKS[name]()
 
-# %% ../nbs/04_learner.ipynb #ea7a7255
+# %% ../nbs/04_learner.ipynb #6a36254a
 TRAIN_DEFAULTS = dict(
     task='climb', data='builtin', config=None,
     epochs=10, batch_size=64, lr=1e-3, weight_decay=0.1, warmup_steps=100, min_lr_factor=0.1,
@@ -184,9 +184,18 @@ def check_checkpoint_name(template:str):
             raise ClimbkitError(f"Parameter 'checkpoint_name' uses {{{f}}}; expected {', '.join(sorted(plain))} or a figure such as "
                                 f"{{valid_loss}} or {{val_acc1}} (val_ means valid_).")
 
+def find_config_file(name) -> Path:
+    "A config file named relative to the working folder, or else to the notebooks folder (`configs/tiny.yaml` from anywhere in the project)."
+    path = Path(name).expanduser()
+    if path.exists() or path.is_absolute(): return path
+    import climbkit
+    in_nbs = Path(climbkit.__file__).resolve().parents[1]/'nbs'/path
+    return in_nbs if in_nbs.exists() else path  # a missing file is reported by load_config_file, with the path asked for
+
 def resolve_run_config(params:dict) -> tuple[Task, Config]:
     "The task and the full, checked configuration for `params` (papermill parameters, keyword arguments...)."
     params = _synonyms(params, '')
+    if params.get('config'): params['config'] = str(find_config_file(params['config']))
     from_file = _synonyms(load_config_file(params['config']), f" in {params['config']}") if params.get('config') else {}
     task_name = params.get('task') or from_file.get('task') or TRAIN_DEFAULTS['task']
     task = get_task(task_name)
