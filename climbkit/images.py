@@ -471,7 +471,7 @@ def confusion_figure(conf:torch.Tensor, names:list[str], x:torch.Tensor, y:torch
     fig.tight_layout()
     return fig
 
-# %% ../nbs/40_images.ipynb #cf7a7228
+# %% ../nbs/40_images.ipynb #1f284f04
 def speed_table(arch:str='resnet50', image_size:int=224, batch_size:int=32, steps:int=6, warmup:int=2, threads:int=2,
                 precisions=('fp32', 'bf16'), layouts=(False, True)):
     "Training speed (images/s, ms a step) of `arch` for each precision x channels_last, as a pandas DataFrame."
