@@ -35,3 +35,19 @@ def notebook_text(path) -> str:
                 if k == 'text/plain': out.append(''.join(v))
             if o.get('output_type') == 'error': out.append('\n'.join([o['ename'], o['evalue']]))
     return '\n'.join(out)
+
+def metrics(run_dir) -> list[dict]:
+    "The rows of a run's metrics.csv."
+    import csv
+    with open(Path(run_dir)/'metrics.csv') as f: return list(csv.DictReader(f))
+
+def stop_with_sigterm(cmd:list[str], run_dir, env=None, timeout:float=120) -> str:
+    "Start `cmd` (a training run writing `run_dir`), send it SIGTERM as soon as its first checkpoint exists; its stdout."
+    import time, signal
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    latest, t_end = Path(run_dir)/'checkpoints'/'latest.pt', time.time() + timeout
+    while not latest.exists():
+        assert proc.poll() is None and time.time() < t_end, proc.stderr.read()[-3000:]
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    return proc.communicate(timeout=timeout)[0]

@@ -1,15 +1,11 @@
 """Issue 8: image classification (-p task images): the report's tiny run through papermill with inherited YAML configs,
 validation twice an epoch, top-1/top-5, top-k checkpoints named by a template, unreadable images, subsets, ResNet weights,
 and bad input."""
-import io, csv, json, warnings, contextlib
-from pathlib import Path
+import io, json, warnings, contextlib
 import pytest, torch
-from conftest import papermill, notebook_text, ROOT
+from conftest import papermill, notebook_text, metrics, ROOT
 from climbkit.core import ClimbkitError
 from climbkit.learner import start_run
-
-def metrics(run_dir) -> list[dict]:
-    with open(run_dir/'metrics.csv') as f: return list(csv.DictReader(f))
 
 def quietly(fn, *a, **kw):
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():

@@ -1,18 +1,15 @@
 """Issue 6: knowledge-graph link prediction (-p task kg): step-based runs through papermill with the reference model beside them,
 step checkpoints, an exact resume after SIGTERM, resuming from a step checkpoint, climbkit-eval on a checkpoint, and bad input."""
-import csv, io, os, sys, json, time, signal, contextlib, subprocess
+import io, os, sys, json, contextlib, subprocess
 from pathlib import Path
 import pytest
-from conftest import papermill, notebook_text, SHARED
+from conftest import papermill, notebook_text, metrics, stop_with_sigterm, SHARED
 from climbkit.core import ClimbkitError
 from climbkit.learner import start_run, load_checkpoint_file
 
 BIN = Path(sys.executable).parent
 # a small family graph and a tiny transformer: every run takes seconds
 KG = dict(task='kg', n_families=12, d_model=32, n_layers=1, n_heads=2, dim_feedforward=64, batch_size=64, lr=0.01, warmup_steps=5, threads=1)
-
-def metrics(run_dir) -> list[dict]:
-    with open(run_dir/'metrics.csv') as f: return list(csv.DictReader(f))
 
 def quietly(fn, *a, **kw):
     with contextlib.redirect_stdout(io.StringIO()): return fn(*a, **kw)
@@ -46,14 +43,8 @@ def test_sigterm_mid_run_then_resume_ends_exactly_as_an_uninterrupted_run(tmp_pa
     steps = dict(steps=600, eval_every=100, checkpoint_every=5, save_every_steps=200)
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     subprocess.run(train_cli(tmp_path, 'ref', **steps), check=True, capture_output=True, timeout=300, env=env)
-    proc = subprocess.Popen(train_cli(tmp_path, 'cut', **steps), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    latest, t_end = tmp_path/'cut'/'checkpoints'/'latest.pt', time.time() + 120
-    while not latest.exists():
-        assert proc.poll() is None and time.time() < t_end, proc.stderr.read()[-3000:]
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)
-    stopped = load_checkpoint_file(latest)['step']
+    out = stop_with_sigterm(train_cli(tmp_path, 'cut', **steps), tmp_path/'cut', env)
+    stopped = load_checkpoint_file(tmp_path/'cut'/'checkpoints'/'latest.pt')['step']
     assert stopped < 600 and f'SIGTERM at step {stopped}' in out
     subprocess.run(train_cli(tmp_path, 'cut', resume=tmp_path/'cut', **steps), check=True, capture_output=True, timeout=300, env=env)
     keys = ('step', 'epoch', 'train_loss', 'valid_loss', 'valid_mrr', 'lr')

@@ -1,18 +1,15 @@
 """Issue 7: the cycle-consistent story parser/generator (-p task stories): the report's small run through papermill with its
 three loss curves and component-wise parse accuracy, the generate notebook and panel, TinyStories-format files, an exact
 resume after SIGTERM (loss parts included), and bad input."""
-import csv, io, os, sys, json, time, signal, contextlib, subprocess
+import io, os, sys, json, contextlib, subprocess
 from pathlib import Path
 import pytest
-from conftest import papermill, notebook_text, ROOT
+from conftest import papermill, notebook_text, metrics, stop_with_sigterm
 from climbkit.core import ClimbkitError
 from climbkit.learner import start_run, load_checkpoint_file
 
 BIN = Path(sys.executable).parent
 SMALL = dict(task='stories', num_stories=100, epochs=5, batch_size=8, hidden_dim=32, num_rules=4, threads=1)  # the report's run
-
-def metrics(run_dir) -> list[dict]:
-    with open(run_dir/'metrics.csv') as f: return list(csv.DictReader(f))
 
 def quietly(fn, *a, **kw):
     with contextlib.redirect_stdout(io.StringIO()): return fn(*a, **kw)
@@ -78,15 +75,9 @@ def train_cli(out_dir, name, **kw):
 def test_sigterm_mid_epoch_then_resume_ends_exactly_as_an_uninterrupted_run(tmp_path):
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     subprocess.run(train_cli(tmp_path, 'ref', checkpoint_every=3), check=True, capture_output=True, timeout=300, env=env)
-    proc = subprocess.Popen(train_cli(tmp_path, 'cut', checkpoint_every=3), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    latest, t_end = tmp_path/'cut'/'checkpoints'/'latest.pt', time.time() + 120
-    while not latest.exists():
-        assert proc.poll() is None and time.time() < t_end, proc.stderr.read()[-3000:]
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)
-    ck = load_checkpoint_file(latest)
-    assert (ck['epoch'], ck['batch_in_epoch']) < (3, 0) or ck['epoch'] < 3, 'the run ended before the signal'
+    out = stop_with_sigterm(train_cli(tmp_path, 'cut', checkpoint_every=3), tmp_path/'cut', env)
+    ck = load_checkpoint_file(tmp_path/'cut'/'checkpoints'/'latest.pt')
+    assert ck['epoch'] < 3 and 'SIGTERM' in out, 'the run ended before the signal'
     subprocess.run(train_cli(tmp_path, 'cut', checkpoint_every=3, resume=tmp_path/'cut'), check=True, capture_output=True, timeout=300, env=env)
     keys = [k for k in metrics(tmp_path/'ref')[0] if 'loss' in k or k in ('epoch', 'step', 'lr', 'valid_parse_acc')]
     assert [{k: r[k] for k in keys} for r in metrics(tmp_path/'cut')] == [{k: r[k] for k in keys} for r in metrics(tmp_path/'ref')]
