@@ -14,8 +14,9 @@ import yaml
 
 # %% auto #0
 __all__ = ['ALIASES', 'ClimbkitError', 'Config', 'resolve_config', 'raises', 'load_config_file', 'seed_everything',
-           'get_rng_state', 'set_rng_state', 'atomic_write', 'atomic_save_json', 'atomic_torch_save', 'new_run_dir',
-           'run_config', 'list_runs', 'find_run_dir', 'RunLock', 'in_kernel', 'under_papermill', 'progress_mode']
+           'get_rng_state', 'set_rng_state', 'atomic_write', 'save_figure', 'atomic_save_json', 'atomic_torch_save',
+           'new_run_dir', 'run_config', 'list_runs', 'find_run_dir', 'RunLock', 'in_kernel', 'under_papermill',
+           'progress_mode']
 
 # %% ../nbs/00_core.ipynb #d7be629f
 class ClimbkitError(ValueError):
@@ -133,7 +134,7 @@ def set_rng_state(st:dict):
     random.setstate(st['python']); np.random.set_state(st['numpy']); torch.set_rng_state(st['torch'])
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
 
-# %% ../nbs/00_core.ipynb #1cef1b63
+# %% ../nbs/00_core.ipynb #ed10bebb
 def atomic_write(path, data:bytes|str):
     "Write `data` to `path` through a temporary file and a rename."
     path = Path(path)
@@ -151,6 +152,12 @@ def atomic_write(path, data:bytes|str):
         if isinstance(e, OSError): raise ClimbkitError(f"Could not write {path}: {e.strerror or e} (the previous file, if any, is intact).") from e
         raise
     return path
+
+def save_figure(fig, path, dpi:int=100, tight:bool=True):
+    "Save a matplotlib figure as PNG at `path`, atomically (as `atomic_write`)."
+    import io
+    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight' if tight else None)
+    return atomic_write(path, buf.getvalue())
 
 def _json_default(o):
     if isinstance(o, Path): return str(o)
