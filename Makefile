@@ -12,7 +12,7 @@ endif
 ARGS ?=
 GRADER_ARGS ?=
 
-.PHONY: setup train train-grader generate test export check-export nbdev-test pytest bench soak lab clean
+.PHONY: setup train train-grader generate test export check-export check-ledger nbdev-test pytest bench soak lab clean results results-bench
 
 $(BIN)/.climbkit-installed: settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,8 +41,8 @@ generate: setup
 	$(BIN)/papermill nbs/generate.ipynb $(GEN_RUN)/generate.ipynb -p run $(GEN_RUN) --log-output $(ARGS)
 	@echo "rendered: $(GEN_RUN)/generate.ipynb"
 
-## test: climbkit/ must equal what nbdev_export writes; then nbdev_test and pytest
-test: setup check-export nbdev-test pytest
+## test: climbkit/ must equal what nbdev_export writes, README's tables what the ledger (results/) holds; then nbdev_test and pytest
+test: setup check-export check-ledger nbdev-test pytest
 
 export: setup
 	$(BIN)/nbdev_export
@@ -52,6 +52,9 @@ check-export: setup
 	  (cd $$tmp && $(abspath $(BIN))/nbdev_export) && \
 	  if diff -r -x __pycache__ climbkit $$tmp/climbkit; then echo "climbkit/ equals what nbdev_export writes"; rm -rf $$tmp; \
 	  else echo "climbkit/ differs from what nbdev_export writes: edit the notebooks in nbs/, run 'make export', commit both."; rm -rf $$tmp; exit 1; fi
+
+check-ledger: setup
+	$(BIN)/climbkit-ledger check README.md
 
 nbdev-test: setup
 	$(BIN)/nbdev_test --timing
@@ -72,6 +75,21 @@ soak: setup
 	@mkdir -p runs/$(SOAK)
 	$(BIN)/papermill nbs/soak.ipynb runs/$(SOAK)/soak.ipynb -p name $(SOAK) -p out_dir runs --log-output $(ARGS)
 	@echo "results: runs/$(SOAK)"
+
+## results: rewrite the ledger (results/*.json, each with its command, commit, date, machine and raw repeats) and README's tables
+## from it; one part at a time: make results-bench. Run on a quiet machine: these are timings.
+RESULTS := bench
+results: $(addprefix results-,$(RESULTS))
+	$(BIN)/climbkit-ledger sync README.md
+
+## results-bench: the fair benchmark, 3 interleaved repeats (about 30 minutes on 2 cores without native bf16)
+RESULTS_BENCH := results-bench-$(shell date +%Y%m%d-%H%M%S)
+results-bench: setup
+	@mkdir -p runs/$(RESULTS_BENCH)
+	$(BIN)/papermill nbs/bench.ipynb runs/$(RESULTS_BENCH)/bench.ipynb -p name $(RESULTS_BENCH) -p out_dir runs -p repeats 3 \
+	  -p ledger results -p ledger_command 'make results-bench' --log-output $(ARGS)
+	$(BIN)/climbkit-ledger keep runs/$(RESULTS_BENCH)/bench.ipynb results/bench.ipynb
+	$(BIN)/climbkit-ledger sync README.md
 
 lab: setup
 	$(BIN)/jupyter lab nbs
