@@ -10,9 +10,11 @@ ifndef RUN
 RUN := climb-$(shell date +%Y%m%d-%H%M%S)
 endif
 ARGS ?=
+, := ,
 GRADER_ARGS ?=
+, := ,
 
-.PHONY: setup train train-grader generate test export check-export check-ledger nbdev-test pytest bench soak lab clean results results-bench
+.PHONY: setup train train-grader generate test export check-export check-ledger nbdev-test pytest bench soak lab clean results $(addprefix results-,$(RESULTS))
 
 $(BIN)/.climbkit-installed: settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -76,20 +78,61 @@ soak: setup
 	$(BIN)/papermill nbs/soak.ipynb runs/$(SOAK)/soak.ipynb -p name $(SOAK) -p out_dir runs --log-output $(ARGS)
 	@echo "results: runs/$(SOAK)"
 
-## results: rewrite the ledger (results/*.json, each with its command, commit, date, machine and raw repeats) and README's tables
-## from it; one part at a time: make results-bench. Run on a quiet machine: these are timings.
-RESULTS := bench
+## results: rewrite the ledger (results/*.json, each with its command, commit, date, machine and raw figures) and README's
+## tables from it; one part at a time: make results-bench, results-grader, ... Run on a quiet machine: most are timings.
+RESULTS := bench grader routes stories kg images
+SHARED_DATA ?= ../shared/data
+STAMP := $(shell date +%Y%m%d-%H%M%S)
+# $(call train_run,NAME,PARAMETERS): one papermill run of nbs/train.ipynb into runs/res-NAME-<stamp>/
+train_run = mkdir -p runs/res-$(1)-$(STAMP) && $(BIN)/papermill nbs/train.ipynb runs/res-$(1)-$(STAMP)/train.ipynb \
+  -p name res-$(1)-$(STAMP) -p out_dir runs --log-output $(2)
+# $(call collect,RESULT,RUN NAMES,LABELS): nbs/results.ipynb reads the runs and writes results/RESULT.json (rendered beside it)
+collect = $(BIN)/papermill nbs/results.ipynb results/$(1).ipynb -p result $(1) -p runs '$(foreach r,$(2),runs/res-$(r)-$(STAMP))' \
+  -p labels '$(3)' --log-output && $(BIN)/climbkit-ledger sync README.md
+
 results: $(addprefix results-,$(RESULTS))
+
+## results-bench: the fair benchmark, 3 interleaved repeats; the aids switched on and off at batch 16 (about 40 minutes on 2 cores without native bf16)
+results-bench: setup
+	@mkdir -p runs/res-bench-$(STAMP)
+	$(BIN)/papermill nbs/bench.ipynb runs/res-bench-$(STAMP)/bench.ipynb -p name res-bench-$(STAMP) -p out_dir runs -p repeats 3 -p ablate 'mlp climb16' \
+	  -p ledger results -p ledger_command 'make results-bench' --log-output $(ARGS)
+	$(BIN)/climbkit-ledger keep runs/res-bench-$(STAMP)/bench.ipynb results/bench.ipynb
 	$(BIN)/climbkit-ledger sync README.md
 
-## results-bench: the fair benchmark, 3 interleaved repeats (about 30 minutes on 2 cores without native bf16)
-RESULTS_BENCH := results-bench-$(shell date +%Y%m%d-%H%M%S)
-results-bench: setup
-	@mkdir -p runs/$(RESULTS_BENCH)
-	$(BIN)/papermill nbs/bench.ipynb runs/$(RESULTS_BENCH)/bench.ipynb -p name $(RESULTS_BENCH) -p out_dir runs -p repeats 3 \
-	  -p ledger results -p ledger_command 'make results-bench' --log-output $(ARGS)
-	$(BIN)/climbkit-ledger keep runs/$(RESULTS_BENCH)/bench.ipynb results/bench.ipynb
-	$(BIN)/climbkit-ledger sync README.md
+## results-grader: the grade predictor on the MoonBoard 2016 file (about a minute)
+results-grader: setup
+	$(call train_run,grader,-p task climb_grade -p data $(SHARED_DATA)/moonboard2016.json -p threads 1)
+	$(call collect,grader,grader,MoonBoard 2016)
+
+## results-routes: route metrics of the generator, with a grade predictor trained first on the same data: the built-in data as
+## `make train` trains, and MoonBoard 2016 for ROUTES_MB_EPOCHS epochs; one thread, so that another result can run beside it
+ROUTES_MB_EPOCHS ?= 5
+results-routes: setup
+	$(call train_run,routes-grader-builtin,-p task climb_grade -p threads 1)
+	$(call train_run,routes-builtin,-p grader runs/res-routes-grader-builtin-$(STAMP) -p threads 1)
+	$(call train_run,routes-grader-mb,-p task climb_grade -p data $(SHARED_DATA)/moonboard2016.json -p threads 1)
+	$(call train_run,routes-mb,-p data $(SHARED_DATA)/moonboard2016.json -p epochs $(ROUTES_MB_EPOCHS) -p grader runs/res-routes-grader-mb-$(STAMP) -p threads 1)
+	$(call collect,routes,routes-builtin routes-mb,built-in$(,) `make train`|MoonBoard 2016$(,) $(ROUTES_MB_EPOCHS) epochs)
+
+## results-stories: the report's small run, its exact flags, and a larger run, one after the other on one thread (about 5 minutes)
+results-stories: setup
+	$(call train_run,stories-small,-p task stories -p epochs 5 -p hidden_dim 32 -p num_rules 4 -p threads 1)
+	$(call train_run,stories-report,-p task stories -p epochs 5 -p hidden_dim 32 -p num_rules 4 -p num_stories 100 -p batch_size 8 -p threads 1)
+	$(call train_run,stories-large,-p task stories -p num_stories 2000 -p epochs 15 -p hidden_dim 128 -p num_rules 12 -p threads 1)
+	$(call collect,stories,stories-small stories-report stories-large,\
+	  `-p epochs 5 -p hidden_dim 32 -p num_rules 4` (1$(,)000 stories)|the same with the report’s exact flags: `-p num_stories 100 -p batch_size 8`|\
+	  `-p num_stories 2000 -p epochs 15 -p hidden_dim 128 -p num_rules 12`)
+
+## results-kg: UMLS and Nations, 3,000 steps of the transformer with DistMult beside it, the two graphs side by side on one thread each (about 10 minutes)
+results-kg: setup
+	$(call train_run,kg-umls,-p task kg -p data $(SHARED_DATA)/kg/umls -p steps 3000 -p threads 1) & \
+	$(call train_run,kg-nations,-p task kg -p data $(SHARED_DATA)/kg/nations -p steps 3000 -p threads 1) & wait
+	$(call collect,kg,kg-umls kg-nations,UMLS|Nations)
+
+## results-images: ResNet-50 and ResNet-18 training speed by precision and memory layout (a few minutes)
+results-images: setup
+	$(BIN)/papermill nbs/results.ipynb results/images.ipynb -p result images --log-output && $(BIN)/climbkit-ledger sync README.md
 
 lab: setup
 	$(BIN)/jupyter lab nbs

@@ -26,7 +26,7 @@ __all__ = ['COLUMNS', 'N_ROWS', 'FONT_GRADES', 'V_SCALE', 'GRADES', 'MAX_START',
            'parse_grade', 'Board', 'moonboard', 'Route', 'RouteTokenizer', 'draw_route', 'draw_routes', 'builtin_board',
            'builtin_moonboard', 'route_difficulty', 'generate_routes', 'route_from_record', 'LoadReport',
            'load_route_file', 'route_record', 'prepare_routes', 'is_sqlite', 'file_board', 'ClimbData', 'climb_tensors',
-           'causal_attention', 'Block', 'RouteTransformer', 'sample_routes', 'ClimbTask']
+           'causal_attention', 'Block', 'RouteTransformer', 'Samples', 'sample_routes', 'ClimbTask']
 
 # %% ../nbs/10_climb.ipynb #5fcb41cf
 COLUMNS = 'ABCDEFGHIJK'
@@ -556,37 +556,62 @@ class RouteTransformer(nn.Module):
         return self.head(self.ln_f(x))
 
 # %% ../nbs/10_climb.ipynb #21d7e563
-@torch.no_grad()
-def sample_routes(model:nn.Module, grade:str, n:int=6, temperature:float=1.0, top_k:int=0, seed:int|None=None,
-                  tok:RouteTokenizer|None=None, constrained:bool=True) -> list[Route|None]:
-    "Sample `n` routes of `grade` from `model`; unconstrained samples that do not decode are `None`."
-    tok = tok or RouteTokenizer()
+class Samples(list):
+    "Sampled routes (None: no route), with how many needed a fresh draw (`retried`) and how many came back None (`failed`)."
+    def __init__(self, routes=(), retried:int=0): super().__init__(routes); self.retried = retried
+    @property
+    def failed(self) -> int: return sum(r is None for r in self)
+
+def _check_sampling(tok:RouteTokenizer, grade, n, temperature, top_k, retries):
     if temperature <= 0: raise ClimbkitError(f"Parameter 'temperature' must be positive, got {temperature}.")
     if top_k < 0: raise ClimbkitError(f"Parameter 'top_k' must be 0 (off) or a positive count, got {top_k}.")
     if n < 1: raise ClimbkitError(f"Parameter 'n' (samples) must be a positive count, got {n}.")
+    if retries < 0: raise ClimbkitError(f"Parameter 'retries' must be 0 (none) or a positive count, got {retries}.")
     if str(grade).strip().upper() not in tok.board.grades:
         raise ClimbkitError(f"Parameter 'grade' is {grade!r}; {tok.board.name} has grades {', '.join(tok.board.grades)}.")
-    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+
+def _draw(model, tok:RouteTokenizer, grade, n, temperature, top_k, gen, constrained) -> list[list[int]]:
+    "`n` token sequences from `<bos> grade`, each until `<eos>` or the length limit of `tok` and `model`."
     dev = next(model.parameters()).device
-    was_training = model.training; model.eval()
-    seqs = torch.tensor([[tok.bos, tok.grade_id(grade)]] * n)
-    done = torch.zeros(n, dtype=torch.bool)
+    seqs, done = torch.tensor([[tok.bos, tok.grade_id(grade)]] * n), torch.zeros(n, dtype=torch.bool)
     while not done.all() and seqs.shape[1] < min(tok.max_len, getattr(model, 'max_seq_len', tok.max_len)):
         logits = (model(seqs.to(dev))[:, -1].float().cpu() / temperature)
         if constrained: logits = logits.masked_fill(~torch.stack([tok.allowed_next(s.tolist()) for s in seqs]), float('-inf'))
         if top_k: logits = logits.masked_fill(logits < logits.topk(min(top_k, logits.shape[1]), -1).values[:, -1:], float('-inf'))
         nxt = torch.multinomial(logits.softmax(-1), 1, generator=gen).squeeze(1)
         nxt[done] = tok.pad
-        seqs = torch.cat([seqs, nxt[:, None]], 1)
-        done |= nxt == tok.eos
-    model.train(was_training)
-    out = []
-    for s in seqs.tolist():
-        try: out.append(tok.decode(s))
-        except ValueError:
-            if constrained: raise
-            out.append(None)
-    return out
+        seqs, done = torch.cat([seqs, nxt[:, None]], 1), done | (nxt == tok.eos)
+    return seqs.tolist()
+
+def _route_or_none(tok:RouteTokenizer, ids, constrained:bool) -> Route|None:
+    "The route `ids` spell; None if they spell none (or, constrained, one the board forbids: the grammar should never allow it)."
+    try: r = tok.decode(ids)
+    except ValueError: return None
+    return None if constrained and tok.board.problems(r) else r
+
+def _generator(seed, attempt:int):
+    "The random generator of draw `attempt` (0: the first) for `seed`; None (torch's global one) without a seed."
+    if seed is None: return None
+    return torch.Generator().manual_seed(seed if attempt == 0 else int(np.random.SeedSequence([seed % 2**64, attempt]).generate_state(1)[0]))
+
+@torch.no_grad()
+def sample_routes(model:nn.Module, grade:str, n:int=6, temperature:float=1.0, top_k:int=0, seed:int|None=None,
+                  tok:RouteTokenizer|None=None, constrained:bool=True, retries:int=3) -> Samples:
+    "Sample `n` routes of `grade` from `model` (None: no route); a constrained draw that ends in none is redrawn up to `retries` times."
+    tok = tok or RouteTokenizer()
+    _check_sampling(tok, grade, n, temperature, top_k, retries)
+    draw = lambda k, attempt: _draw(model, tok, grade, k, temperature, top_k, _generator(seed, attempt), constrained)
+    was_training = model.training; model.eval()
+    try:
+        out = [_route_or_none(tok, s, constrained) for s in draw(n, 0)]
+        todo = [i for i, r in enumerate(out) if r is None] if constrained and retries else []
+        retried = len(todo)
+        for attempt in range(1, retries + 1):
+            if not todo: break
+            for i, s in zip(todo, draw(len(todo), attempt)): out[i] = _route_or_none(tok, s, True)
+            todo = [i for i in todo if out[i] is None]
+    finally: model.train(was_training)
+    return Samples(out, retried)
 
 # %% ../nbs/10_climb.ipynb #220c6bf5
 def _route_batch(b):

@@ -22,11 +22,12 @@ from .climb import (Board, Route, RouteTokenizer, RouteTransformer, ClimbTask, c
                             draw_routes, parse_grade, V_SCALE, positive_check)
 
 # %% auto #0
-__all__ = ['PUBLISHED', 'METRIC_NAMES', 'route_features', 'GradePredictor', 'GradeCNN', 'make_grade_model', 'soft_labels',
-           'to_v_index', 'grade_decodings', 'grade_test_split', 'ClimbGradeTask', 'format_grade_table',
-           'plot_confusion', 'run_data', 'Generator', 'load_generator', 'Grader', 'load_grader', 'find_grader',
-           'hold_set', 'largest_gap', 'reach_of', 'route_metrics', 'real_grade_reference', 'evaluate_generator',
-           'metrics_table', 'plot_distribution_match', 'check_grader', 'climb_report', 'GenerationPanel']
+__all__ = ['PUBLISHED', 'METRIC_NAMES', 'METRIC_GROUPS', 'METRICS_NOTE', 'route_features', 'GradePredictor', 'GradeCNN',
+           'make_grade_model', 'soft_labels', 'to_v_index', 'grade_decodings', 'grade_test_split', 'ClimbGradeTask',
+           'format_grade_table', 'plot_confusion', 'run_data', 'Generator', 'load_generator', 'Grader', 'load_grader',
+           'find_grader', 'hold_set', 'largest_gap', 'reach_of', 'route_metrics', 'real_grade_reference',
+           'evaluate_generator', 'plot_distribution_match', 'metrics_table', 'check_grader', 'climb_report',
+           'GenerationPanel']
 
 # %% ../nbs/12_climb_eval.ipynb #7e86f0c3
 def route_features(routes:Sequence[Route], board:Board) -> torch.Tensor:
@@ -330,12 +331,13 @@ def _grade_matched(real:Sequence[Route], counts:dict, board:Board, seed:int=0):
     return holds, usage, sample
 
 def route_metrics(samples:Sequence[Route|None], wanted:Sequence[str], board:Board, train_routes:Sequence[Route],
-                  reach:float, grader:Grader|None=None) -> dict:
-    "Metrics of `samples` (None: did not decode), each asked for the grade in `wanted`, against the real `train_routes`."
+                  reach:float, grader:Grader|None=None, retried:int|None=None) -> dict:
+    """Metrics of `samples` (None: no route), each asked for the grade in `wanted`, against the real `train_routes`;
+    `retried`: how many of them needed a fresh constrained draw (None: unconstrained decoding, no retry or failure shares)."""
     ok = [i for i, s in enumerate(samples) if s is not None and not board.problems(s)]
-    valid = [samples[i] for i in ok]
-    m = {'samples': len(samples), 'validity': len(valid) / max(len(samples), 1),
-         'plausibility': sum(largest_gap(s, board) <= reach for s in valid) / max(len(samples), 1)}
+    valid, n = [samples[i] for i in ok], max(len(samples), 1)
+    m = {'samples': len(samples), 'validity': len(valid) / n, 'plausibility': sum(largest_gap(s, board) <= reach for s in valid) / n}
+    if retried is not None: m.update(retried=retried / n, failed=sum(s is None for s in samples) / n)
     if not valid: return m
     sets = [hold_set(s) for s in valid]
     m.update(novelty=novelty(sets, {hold_set(r) for r in train_routes}), uniqueness=uniqueness(sets), diversity=jaccard_diversity(sets))
@@ -385,25 +387,15 @@ def evaluate_generator(gen:Generator, grades:Sequence[str]|None=None, n:int=32, 
     for constrained in (True, False):
         key = 'constrained' if constrained else 'unconstrained'
         by_grade = {g: gen.sample(g, n, temperature, top_k, seed + i, constrained) for i, g in enumerate(grades)}
+        retried = lambda gs: sum(by_grade[g].retried for g in gs) if constrained else None
         flat = [s for g in grades for s in by_grade[g]]
         wanted = [g for g in grades for _ in range(n)]
-        rows[key] = route_metrics(flat, wanted, gen.board, train, reach, grader)
+        rows[key] = route_metrics(flat, wanted, gen.board, train, reach, grader, retried(grades))
         if per_grade:
-            for g in grades: rows[f'{key} {g}'] = route_metrics(by_grade[g], [g] * n, gen.board, train, reach, grader)
+            for g in grades: rows[f'{key} {g}'] = route_metrics(by_grade[g], [g] * n, gen.board, train, reach, grader, retried([g]))
         samples[key] = by_grade
     rows['reach'] = reach
     return rows, samples
-
-METRIC_NAMES = {'validity': 'valid', 'plausibility': 'plausible', 'novelty': 'novel', 'uniqueness': 'unique',
-                'diversity': 'diversity', 'real_diversity': 'real div.', 'holds_js': 'JS holds', 'usage_js': 'JS usage',
-                'grade_exact': 'grade exact', 'grade_within_1': 'grade ±1', 'grade_mae': 'grade MAE',
-                'real_grade_exact': 'real: exact', 'real_grade_mae': 'real: MAE'}
-
-def metrics_table(rows:dict):
-    "The metric rows as a pandas DataFrame (rows: decodings, columns: metrics)."
-    import pandas as pd
-    df = pd.DataFrame({k: v for k, v in rows.items() if isinstance(v, dict)}).T
-    return df[[c for c in ['samples', *METRIC_NAMES] if c in df.columns]].rename(columns=METRIC_NAMES)
 
 def plot_distribution_match(samples:Sequence[Route], real:Sequence[Route], board:Board, label:str='generated'):
     "Holds per route and hold usage (by row, and per hold ranked by real usage) of samples against real routes in the same grade mix."
@@ -425,6 +417,29 @@ def plot_distribution_match(samples:Sequence[Route], real:Sequence[Route], board
     for ax in axs: ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/12_climb_eval.ipynb #1b028a95
+METRIC_NAMES = {'samples': 'samples', 'validity': 'valid', 'plausibility': 'plausible', 'retried': 'retried', 'failed': 'failed',
+                'novelty': 'novel', 'uniqueness': 'unique', 'diversity': 'diversity', 'holds_js': 'JS holds', 'usage_js': 'JS usage',
+                'grade_exact': 'grade exact', 'grade_within_1': 'grade ±1', 'grade_mae': 'grade MAE',
+                'real_diversity': 'real div.', 'real_grade_exact': 'real: exact', 'real_grade_mae': 'real: MAE'}
+METRIC_GROUPS = {'of all samples': ('samples', 'validity', 'plausibility', 'retried', 'failed'),
+                 'of valid samples': ('novelty', 'uniqueness', 'diversity', 'holds_js', 'usage_js', 'grade_exact', 'grade_within_1', 'grade_mae'),
+                 'real routes, same grades': ('real_diversity', 'real_grade_exact', 'real_grade_mae')}
+METRICS_NOTE = ("valid: constrained decoding is valid by construction (its grammar allows only valid routes; 'retried' and 'failed' are "
+                "the shares of samples that needed a fresh draw and that still had no route); unconstrained validity is measured. "
+                "Columns 'of valid samples' are computed over the valid samples only.")
+
+def metrics_table(rows:dict):
+    "The metric rows as a DataFrame: a row per decoding, columns grouped by their denominator, constrained validity marked."
+    import pandas as pd
+    df = pd.DataFrame({k: v for k, v in rows.items() if isinstance(v, dict)}).T
+    cols = [(group, k) for group, keys in METRIC_GROUPS.items() for k in keys if k in df.columns]
+    df = df[[k for _, k in cols]].astype({'samples': int})
+    if 'retried' in df:  # constrained rows: validity is the grammar's guarantee (less what failed), not a measurement
+        df['validity'] = [f'{v:.3g} (by construction)' if pd.notna(r) else round(v, 3) for v, r in zip(df['validity'], df['retried'])]
+    df.columns = pd.MultiIndex.from_tuples([(group, METRIC_NAMES[k]) for group, k in cols])
+    return df
 
 # %% ../nbs/12_climb_eval.ipynb #1068cf13
 def check_grader(grader, board:Board) -> Grader:
@@ -449,6 +464,7 @@ def climb_report(model, data, cfg, run_dir=None) -> dict:
         print(f'No route metrics: {e}'); return {'route_metrics': None, 'grader': str(path) if path else None}
     print(f"{cfg.get('metric_samples', 32)} samples per grade at temperature 1; reach limit {rows['reach']:.2f} board units")
     display(metrics_table(rows).round(3))
+    print(METRICS_NOTE)
     flat = [s for ss in samples['constrained'].values() for s in ss]
     fig = plot_distribution_match(flat, gen.train_routes(), gen.board, 'generated (constrained)')
     if run_dir: save_figure(fig, Path(run_dir)/'figures'/'distribution.png')

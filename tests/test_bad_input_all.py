@@ -606,28 +606,51 @@ def test_out_dir_under_a_file(tmp_path):
     check_message(e, str(f))
 
 
-@needs_non_root
-@pytest.mark.parametrize('where', ['out_dir-read-only', 'parent-of-out_dir-read-only'])
-def test_out_dir_not_writable(tmp_path, where):
-    ro = tmp_path/'ro'; ro.mkdir(); ro.chmod(0o500)
-    out = ro if where == 'out_dir-read-only' else ro/'runs'
+# Each promise is tested twice: with a read-only folder (skipped as root, which ignores permissions) and with a regular file
+# where the run needs a folder, a failure root cannot write past either (CI runs as root).
+_FIX_NEW_RUN_DIR = pytest.mark.xfail(strict=True, reason='needs core.new_run_dir to refuse a file in the way with a ClimbkitError')
+_FIX_RESUME_CHECK = pytest.mark.xfail(strict=True, reason="needs start_run's resume check to refuse a file where the run's "
+                                                           "figures/ or tb/ folder should be, before it writes")
+
+
+@pytest.mark.parametrize('where, how', [
+    pytest.param('out_dir', 'read-only', marks=needs_non_root, id='out_dir-read-only'),
+    pytest.param('out_dir', 'file-in-the-way', marks=_FIX_NEW_RUN_DIR, id='run-folder-name-taken-by-a-file'),
+    pytest.param('parent-of-out_dir', 'read-only', marks=needs_non_root, id='parent-of-out_dir-read-only'),
+    pytest.param('parent-of-out_dir', 'file-in-the-way', id='parent-of-out_dir-is-a-file'),
+])
+def test_out_dir_not_writable(tmp_path, where, how):
+    "No run folder can be made: a clear sentence naming the path in the way, and nothing is written."
+    ro = tmp_path/'ro'
+    if how == 'read-only': ro.mkdir(); ro.chmod(0o500); blocked = ro
+    elif where == 'out_dir': ro.mkdir(); blocked = ro/'r'; blocked.write_text('not a run\n')  # out_dir is fine; the run's name is taken
+    else: blocked = ro; ro.write_text('not a folder\n')
+    out = ro if where == 'out_dir' else ro/'runs'
+    before = tree(tmp_path)
     try:
-        e = catch(lambda: start_run({**QUIET, 'out_dir': out}))
-        assert list(ro.iterdir()) == []
-    finally: ro.chmod(0o700)
-    check_message(e, str(ro))
+        e = catch(lambda: start_run({**QUIET, 'out_dir': out, 'name': 'r'}))
+        unchanged(before, tmp_path)
+    finally:
+        if how == 'read-only': ro.chmod(0o700)
+    assert not partials(tmp_path)
+    check_message(e, str(blocked))
 
 
-@needs_non_root
-def test_resume_into_read_only_run_folder(tmp_path, prev):
+@pytest.mark.parametrize('how', [pytest.param('read-only', marks=needs_non_root),
+                                 pytest.param('figures', marks=_FIX_RESUME_CHECK, id='figures-is-a-file'),
+                                 pytest.param('tb', marks=_FIX_RESUME_CHECK, id='tb-is-a-file')])
+def test_resume_into_a_run_folder_that_cannot_be_written(tmp_path, prev, how):
+    "Refused before anything is written, with a sentence naming the run folder (and the file in the way): nothing saved is lost."
     run = copy_run(prev.climb, tmp_path/'runs')
+    if how != 'read-only': shutil.rmtree(run/how); (run/how).write_text('in the way\n')  # where the run saves its figures / events
     before = tree(run)
-    run.chmod(0o500)
+    if how == 'read-only': run.chmod(0o500)
     try: e = catch(lambda: start_run({**QUIET, 'out_dir': tmp_path/'runs', 'resume': run, 'epochs': 3}))
-    finally: run.chmod(0o700)
+    finally:
+        if how == 'read-only': run.chmod(0o700)
     unchanged(before, run)
     assert not partials(run)
-    check_message(e, str(run))
+    check_message(e, str(run) if how == 'read-only' else str(run/how))
 
 
 # --------------------------------------------------------------------------------------------- 9. a full disk
@@ -777,10 +800,10 @@ def test_bad_climb_tensors(aurora_db, kw, needles):
 
 
 # ------------------------------------------------------------------------------------------------ the count
-N_PLAIN = 8  # tests below without parameters: 2 out_dir-file, resume-into-read-only, lock, disk full x3, the count
+N_PLAIN = 7  # tests below without parameters: 2 out_dir-file, lock, disk full x3, the count
 N_CASES = (len(PARAM_CASES) + len(CONFIG_CASES) + len(PAPERMILL_CASES) + len(DATA_CASES) * len(DATA_ENTRIES) + 2
            + len(AURORA_CASES) * len(AURORA_ENTRIES) + (2 + len(CKPT_MAKERS)) + len(RESUME_CASES) + 3
-           + len(GENERATOR_CASES) + len(GRADER_CASES) + 2 + 3 + len(PROFILE_CASES) + len(SYNTHETIC_CASES)
+           + len(GENERATOR_CASES) + len(GRADER_CASES) + 4 + 3 + 3 + len(PROFILE_CASES) + len(SYNTHETIC_CASES)
            + len(CLIMB_TENSORS_CASES) + N_PLAIN)
 
 

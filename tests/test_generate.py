@@ -5,7 +5,7 @@ import pytest
 from conftest import ROOT, SHARED, TINY, papermill, notebook_text
 from climbkit.core import ClimbkitError, raises
 from climbkit.learner import start_run
-from climbkit.climb import Route, moonboard
+from climbkit.climb import Route, moonboard, RouteTransformer
 from climbkit.climb_eval import (GenerationPanel, load_generator, load_grader, find_grader, evaluate_generator,
                                  route_metrics, largest_gap)
 
@@ -13,35 +13,49 @@ GEN = dict(d_model=32, n_layers=1, n_heads=2, dim_feedforward=64, batch_size=64,
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
-    "A grader and a generator on the same built-in data, trained in-process for a couple of epochs."
+    "A grader and a generator on the same built-in data, trained in-process (the generator long enough to clear the floors below)."
     d = tmp_path_factory.mktemp('runs')
     _, g = start_run(task='climb_grade', n_routes=800, hidden=32, epochs=3, threads=1, out_dir=d, name='grader'); g.fit()
-    _, c = start_run(task='climb', epochs=2, out_dir=d, name='gen', **GEN); c.fit()
+    _, c = start_run(task='climb', epochs=30, lr=5e-3, warmup_steps=5, out_dir=d, name='gen', **GEN); c.fit()
     return d
 
 def test_grade_task_through_the_train_notebook(tmp_path):
     out = tmp_path/'grade.ipynb'
-    papermill(out, {'task': 'climb_grade', 'n_routes': 1200, 'epochs': 4, 'hidden': 32, 'threads': 1,
+    papermill(out, {'task': 'climb_grade', 'n_routes': 1200, 'epochs': 20, 'lr': 0.01, 'hidden': 32, 'threads': 1,
                     'out_dir': tmp_path/'runs', 'name': 'g'})
     run = tmp_path/'runs'/'g'
     res = json.loads((run/'results.json').read_text())
     acc = res['grade_accuracy']
     assert set(acc) >= {'model, most likely grade', 'model, median grade', 'majority class'} and res['test_routes'] == 120
-    m = acc['model, most likely grade']
-    assert all(0 <= m[s]['exact'] <= m[s]['within_1'] <= 1 for s in ('font', 'v'))
+    m, med, maj = acc['model, most likely grade'], acc['model, median grade'], acc['majority class']
+    # measured: exact 35.8% against the majority class's 18.3%, median MAE 0.94 against 3.07 grades; the same
+    # predictor untrained scores 1.7% and 3.33, and trained for 4 epochs at the default lr 7.5% and 2.86: both fail
+    assert m['font']['exact'] >= maj['font']['exact'] + 0.1 and med['font']['mae'] <= maj['font']['mae'] - 1
     assert (run/'figures'/'confusion.png').exists() and not (run/'figures'/'samples.png').exists()
     text = notebook_text(out)
     assert 'GradeNet (Duh & Chang 2021) (published)' in text and 'majority class' in text
 
 def test_train_notebook_reports_route_metrics(tmp_path, runs):
     out = tmp_path/'gen.ipynb'
-    papermill(out, {**TINY, 'metric_samples': 4, 'out_dir': runs, 'name': 'gen2'})
+    papermill(out, {**TINY, 'epochs': 20, 'lr': 0.01, 'metric_samples': 4, 'out_dir': runs, 'name': 'gen2'})
     res = json.loads((runs/'gen2'/'results.json').read_text())
     m = res['route_metrics']
-    assert m['constrained']['validity'] == 1.0 and 0 <= m['unconstrained']['validity'] <= 1
+    c, u = m['constrained'], m['unconstrained']
+    assert c['validity'] == 1.0 and c['retried'] == c['failed'] == 0 and 'retried' not in u
+    assert u['validity'] >= 0.4  # measured 0.67 of 52 samples; 0 after the 2 epochs TINY trains for
     assert res['grader'] == str(runs/'grader') and 'grade_mae' in m['constrained']
     assert (runs/'gen2'/'figures'/'distribution.png').exists()
-    assert 'unconstrained' in notebook_text(out)
+    text = notebook_text(out)
+    assert 'unconstrained' in text and '1 (by construction)' in text and 'of valid samples' in text
+
+def test_route_metrics_separate_trained_from_untrained(runs):
+    "Floors a trained tiny generator clears and the same model untrained does not (measured: 0.80, 0.75, 0.04 against 0, 0.17, 0.42)."
+    gen = load_generator(runs/'gen')
+    floors = lambda rows: (rows['unconstrained']['validity'] >= 0.4, rows['constrained']['plausibility'] >= 0.4,
+                           rows['constrained']['holds_js'] <= 0.15)
+    assert floors(evaluate_generator(gen, ['6B+', '7A'], n=32)[0]) == (True, True, True)
+    gen.model = RouteTransformer(len(gen.tokenizer), 32, 1, 2, 64, gen.model.max_seq_len, 0.0)
+    assert floors(evaluate_generator(gen, ['6B+', '7A'], n=32)[0]) == (False, False, False)
 
 def test_generate_notebook_by_papermill(tmp_path, runs):
     out = tmp_path/'generate.ipynb'

@@ -26,13 +26,18 @@ def test_the_reports_tiny_run_through_papermill_with_inherited_configs(tmp_path)
     assert (cfg['classes'], cfg['train_per_class'], cfg['val_per_class'], cfg['val_check_interval']) == (5, 50, 10, 0.5)
     rows = metrics(run)
     assert [float(r['epoch']) for r in rows] == [0.5, 1, 1.5, 2]  # 8 batches an epoch: validated after 4 and 8
-    assert all(0 <= float(r['valid_acc1']) <= float(r['valid_acc5']) == 1.0 for r in rows)  # top-5 of 5 classes: always 1
+    assert all(float(r['valid_acc1']) <= float(r['valid_acc5']) == 1.0 for r in rows)  # top-5 of 5 classes: always 1
     ckpts = [p for p in (run/'checkpoints').iterdir()]
     assert all(p.is_file() for p in ckpts)  # no folder made by the '/' in the name
     top = sorted(p.name for p in ckpts if p.name.startswith('images-'))
     assert len(top) == 2 and all('val_acc1=' in n and n.endswith('.pt') for n in top), top
     res = json.loads((run/'results.json').read_text())
-    assert res['top5_trivial'] and 0 <= res['acc1'] <= 1 and res['chance'] == pytest.approx(0.2)
+    assert res['top5_trivial'] and res['chance'] == pytest.approx(0.2)
+    # measured (seed 0): top-1 0.52 (26 of 50), last validation loss 1.45 against log(5) = 1.61;
+    # untrained (lr 1e-9): 0.22 (chance 0.2) and 1.61
+    best = max(float(r['valid_acc1']) for r in rows)  # the report evaluates best.pt (monitor: valid_acc1) on the same images
+    assert res['acc1'] >= res['chance'] + 0.15 and res['acc1'] == pytest.approx(best), (res['acc1'], best)
+    assert float(rows[-1]['valid_loss']) < 0.95 * res['baselines']['uniform'], (rows[-1]['valid_loss'], res['baselines'])
     assert (run/'figures'/'confusion.png').exists()
     assert 'top-5' in notebook_text(tmp_path/'out.ipynb').lower()
 

@@ -32,7 +32,12 @@ def test_the_reports_small_run_logs_three_losses_and_a_parse_accuracy_that_means
     assert float(rows[-1]['train_parse_loss']) < float(rows[0]['train_parse_loss'])
     res = json.loads((run/'results.json').read_text())
     assert len(res['history']) == 5 and 'valid_parse_acc' in res['history'][0]  # per epoch, as training_results.json was
-    assert res['parse_acc'] > res['majority_acc'] + 0.1 and 0 <= res['exact_match'] <= 1 and res['perplexity'] > 1
+    # measured (seed 0): parse accuracy 0.61 against the majority slots' 0.40, exact match 1 of 49 sentences (seeds 1, 2: 3 of 55,
+    # 1 of 46), perplexity 7.2 against the unigram model's 50.6; untrained (lr 1e-9): 0.09, 0 and 116
+    figs = {k: v for k, v in res.items() if k.startswith(('parse_acc', 'majority_acc', 'exact', 'perplexity', 'unigram'))}
+    assert res['parse_acc'] > res['majority_acc'] + 0.1 and res['perplexity'] < res['unigram_perplexity'] / 3, figs
+    # a sentence matches exactly only when all five slots do: above zero, never above the weakest slot (agent: 0.04)
+    assert 0 < res['exact_match'] <= min(res[f'parse_acc_{s}'] for s in ('frame', 'agent', 'object', 'place', 'value')), figs
     assert {'loss.png', 'stories_parse.png'} <= {p.name for p in (run/'figures').iterdir()}
     text = notebook_text(nb)
     for needle in ('majority', 'exact', 'chrF', 'parse'):
