@@ -13,10 +13,10 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['ALIASES', 'ClimbkitError', 'Config', 'resolve_config', 'raises', 'load_config_file', 'seed_everything',
-           'get_rng_state', 'set_rng_state', 'atomic_write', 'save_figure', 'atomic_save_json', 'atomic_torch_save',
-           'new_run_dir', 'run_config', 'list_runs', 'find_run_dir', 'RunLock', 'in_kernel', 'under_papermill',
-           'progress_mode']
+__all__ = ['ALIASES', 'RUN_SUBFOLDERS', 'ClimbkitError', 'Config', 'resolve_config', 'raises', 'load_config_file',
+           'seed_everything', 'get_rng_state', 'set_rng_state', 'atomic_write', 'save_figure', 'atomic_save_json',
+           'atomic_torch_save', 'new_run_dir', 'check_run_dir_writable', 'run_config', 'list_runs', 'find_run_dir',
+           'RunLock', 'in_kernel', 'under_papermill', 'progress_mode']
 
 # %% ../nbs/00_core.ipynb #d7be629f
 class ClimbkitError(ValueError):
@@ -192,7 +192,27 @@ def new_run_dir(out_dir='runs', name:str|None=None, task:str='run') -> Path:
     if _holds_run(d):
         raise ClimbkitError(f"Run folder {d} already holds a run; pass resume=True to continue it, "
                             f"or choose another 'name'.")
-    d.mkdir(parents=True, exist_ok=True)
+    try: d.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ClimbkitError(f"Run folder {d} cannot be made: a file is in the way (at {_file_in_the_way(d)}); "
+                            f"choose another 'name' or 'out_dir', or move the file.") from None
+    except OSError as e: raise ClimbkitError(f"Run folder {d} cannot be made: {e.strerror or e}.") from None
+    return d
+
+def _file_in_the_way(d:Path) -> Path:
+    "The first path from `d` upwards that exists and is not a folder."
+    return next((p for p in (d, *d.parents) if p.exists() and not p.is_dir()), d)
+
+RUN_SUBFOLDERS = ('checkpoints', 'figures', 'tb')
+
+def check_run_dir_writable(d) -> Path:
+    "Refuse a run folder a resumed run could not save into: a file where one of its folders should be, or no write permission."
+    d = Path(d)
+    blocked = next((d/s for s in RUN_SUBFOLDERS if (d/s).exists() and not (d/s).is_dir()), None)
+    if blocked is not None:
+        raise ClimbkitError(f"Run folder {d} cannot be written: {blocked} is a file where the run saves into a folder; move it away.")
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise ClimbkitError(f"Run folder {d} is not writable: a resumed run could not save its checkpoints.")
     return d
 
 def run_config(run_dir) -> dict:

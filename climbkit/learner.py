@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.profiler import record_function
 from .core import (ClimbkitError, _close_matches, Config, resolve_config, load_config_file, seed_everything, get_rng_state,
-                           set_rng_state, atomic_write, save_figure, atomic_save_json, new_run_dir, find_run_dir, progress_mode, in_kernel, RunLock)
+                           set_rng_state, atomic_write, save_figure, atomic_save_json, new_run_dir, find_run_dir, progress_mode, in_kernel, RunLock, check_run_dir_writable)
 from .cpu import set_threads, choose_precision, autocast, hardware_info
 from .data import Data
 from .optim import make_optimizer, make_scheduler
@@ -930,9 +930,7 @@ def start_run(params:dict|None=None, **kw) -> tuple[Task, Learner]:
         nonlocal lock
         d = find_run_dir(cfg.resume, cfg.out_dir, cfg.task)
         lock = RunLock(d).acquire(announce=False)  # refused while a live run writes there
-        if not os.access(d, os.W_OK | os.X_OK):
-            raise ClimbkitError(f"Run folder {d} is not writable: a resumed run could not save its checkpoints.")
-        return d
+        return check_run_dir_writable(d)
     def make_and_lock():
         nonlocal lock
         d = new_run_dir(cfg.out_dir, cfg.name, cfg.task)

@@ -608,14 +608,11 @@ def test_out_dir_under_a_file(tmp_path):
 
 # Each promise is tested twice: with a read-only folder (skipped as root, which ignores permissions) and with a regular file
 # where the run needs a folder, a failure root cannot write past either (CI runs as root).
-_FIX_NEW_RUN_DIR = pytest.mark.xfail(strict=True, reason='needs core.new_run_dir to refuse a file in the way with a ClimbkitError')
-_FIX_RESUME_CHECK = pytest.mark.xfail(strict=True, reason="needs start_run's resume check to refuse a file where the run's "
-                                                           "figures/ or tb/ folder should be, before it writes")
 
 
 @pytest.mark.parametrize('where, how', [
     pytest.param('out_dir', 'read-only', marks=needs_non_root, id='out_dir-read-only'),
-    pytest.param('out_dir', 'file-in-the-way', marks=_FIX_NEW_RUN_DIR, id='run-folder-name-taken-by-a-file'),
+    pytest.param('out_dir', 'file-in-the-way', id='run-folder-name-taken-by-a-file'),
     pytest.param('parent-of-out_dir', 'read-only', marks=needs_non_root, id='parent-of-out_dir-read-only'),
     pytest.param('parent-of-out_dir', 'file-in-the-way', id='parent-of-out_dir-is-a-file'),
 ])
@@ -637,8 +634,8 @@ def test_out_dir_not_writable(tmp_path, where, how):
 
 
 @pytest.mark.parametrize('how', [pytest.param('read-only', marks=needs_non_root),
-                                 pytest.param('figures', marks=_FIX_RESUME_CHECK, id='figures-is-a-file'),
-                                 pytest.param('tb', marks=_FIX_RESUME_CHECK, id='tb-is-a-file')])
+                                 pytest.param('figures', id='figures-is-a-file'),
+                                 pytest.param('tb', id='tb-is-a-file')])
 def test_resume_into_a_run_folder_that_cannot_be_written(tmp_path, prev, how):
     "Refused before anything is written, with a sentence naming the run folder (and the file in the way): nothing saved is lost."
     run = copy_run(prev.climb, tmp_path/'runs')
