@@ -72,7 +72,7 @@ def load_result(name:str, folder='results') -> dict:
     if not isinstance(res, dict) or 'tables' not in res: raise ClimbkitError(f"Ledger file {path} has no 'tables': not a ledger file.")
     return res
 
-# %% ../nbs/07_ledger.ipynb #c6aee1c2
+# %% ../nbs/07_ledger.ipynb #bf0aa82b
 BLOCK = re.compile(r'(<!-- ledger: ([a-z0-9_-]+)/([A-Za-z0-9_-]+) -->\n)(.*?)(<!-- /ledger -->)', re.S)
 
 def provenance(res:dict, name:str) -> str:
@@ -90,9 +90,13 @@ def render_block(name:str, table_id:str, folder='results') -> str:
     t = res['tables'][table_id]
     return (f"{t['caption']}\n\n" if t.get('caption') else '') + markdown_table(t) + '\n\n' + provenance(res, name) + '\n'
 
-def render_readme(text:str, folder='results') -> str:
-    "`text` with every ledger block filled from the ledger `folder`."
-    return BLOCK.sub(lambda m: m.group(1) + render_block(m.group(2), m.group(3), folder) + m.group(5), text)
+def render_readme(text:str, folder='results', missing:list|None=None) -> str:
+    "`text` with every ledger block filled from the ledger `folder`; with a `missing` list, blocks whose file is missing stay as they are and are listed there."
+    def fill(m):
+        if missing is not None and not (Path(folder)/f'{m.group(2)}.json').exists():
+            missing.append(f'{m.group(2)}/{m.group(3)}'); return m.group(0)
+        return m.group(1) + render_block(m.group(2), m.group(3), folder) + m.group(5)
+    return BLOCK.sub(fill, text)
 
 def check_readme(readme='README.md', folder=None) -> list[str]:
     "The ledger blocks of `readme` whose text differs from what the ledger (default: `results/` beside it) gives; [] when all agree."
@@ -114,7 +118,7 @@ def keep_notebook(src, dst, max_kb:int=400) -> Path|None:
     atomic_write(dst, text)
     return Path(dst)
 
-# %% ../nbs/07_ledger.ipynb #78ca2549
+# %% ../nbs/07_ledger.ipynb #9b4918a4
 def ledger_cli(argv:list[str]|None=None) -> int:
     "climbkit-ledger sync|check [README] | keep SRC DST"
     argv = sys.argv[1:] if argv is None else argv
@@ -124,7 +128,10 @@ def ledger_cli(argv:list[str]|None=None) -> int:
         if argv[0] == 'keep': return 0 if keep_notebook(argv[1], argv[2]) else 1
         readme = Path(argv[1] if len(argv) > 1 else 'README.md')
         if argv[0] == 'sync':
-            atomic_write(readme, render_readme(readme.read_text(), readme.parent/'results')); print(f'{readme}: ledger tables written'); return 0
+            missing = []
+            atomic_write(readme, render_readme(readme.read_text(), readme.parent/'results', missing))
+            print(f'{readme}: ledger tables written' + (f"; no ledger file yet for {', '.join(missing)} (left as they were)" if missing else ''))
+            return 1 if missing else 0
         bad = check_readme(readme)
     except ClimbkitError as e: print(f'climbkit-ledger: {e}', file=sys.stderr); return 1
     if bad: print(f"{readme}: these tables differ from the ledger: {', '.join(bad)}; run 'climbkit-ledger sync' "
