@@ -72,15 +72,16 @@ def load_result(name:str, folder='results') -> dict:
     if not isinstance(res, dict) or 'tables' not in res: raise ClimbkitError(f"Ledger file {path} has no 'tables': not a ledger file.")
     return res
 
-# %% ../nbs/07_ledger.ipynb #bf0aa82b
+# %% ../nbs/07_ledger.ipynb #80ff4ce6
 BLOCK = re.compile(r'(<!-- ledger: ([a-z0-9_-]+)/([A-Za-z0-9_-]+) -->\n)(.*?)(<!-- /ledger -->)', re.S)
 
 def provenance(res:dict, name:str) -> str:
-    "One line: which file, command, commit, date and machine a ledger table came from."
+    "One line: which file, command, commit, date and machine a ledger table came from (and the result's notes)."
     m, commit = res['machine'], res['commit'][:10] + (' + uncommitted changes' if res.get('dirty') else '')
     bf16 = 'AMX bf16' if m.get('amx_bf16') else 'native bf16' if m.get('native_bf16') else 'no native bf16'
     return (f"<sub>From [`results/{name}.json`](results/{name}.json), written by `{res['command']}` at commit {commit} on "
-            f"{res['date'][:10]}; {m['cpu']}, {m['cores']} cores, {bf16}, torch {m['torch']}. Raw numbers in the file.</sub>")
+            f"{res['date'][:10]}; {m['cpu']}, {m['cores']} cores, {bf16}, torch {m['torch']}. Raw numbers in the file."
+            + (f" {res['notes']}" if res.get('notes') else '') + "</sub>")
 
 def render_block(name:str, table_id:str, folder='results') -> str:
     "The text between a block's markers: caption, table and provenance."
@@ -118,7 +119,7 @@ def keep_notebook(src, dst, max_kb:int=400) -> Path|None:
     atomic_write(dst, text)
     return Path(dst)
 
-# %% ../nbs/07_ledger.ipynb #9b4918a4
+# %% ../nbs/07_ledger.ipynb #6a048369
 def ledger_cli(argv:list[str]|None=None) -> int:
     "climbkit-ledger sync|check [README] | keep SRC DST"
     argv = sys.argv[1:] if argv is None else argv
@@ -131,7 +132,7 @@ def ledger_cli(argv:list[str]|None=None) -> int:
             missing = []
             atomic_write(readme, render_readme(readme.read_text(), readme.parent/'results', missing))
             print(f'{readme}: ledger tables written' + (f"; no ledger file yet for {', '.join(missing)} (left as they were)" if missing else ''))
-            return 1 if missing else 0
+            return 0
         bad = check_readme(readme)
     except ClimbkitError as e: print(f'climbkit-ledger: {e}', file=sys.stderr); return 1
     if bad: print(f"{readme}: these tables differ from the ledger: {', '.join(bad)}; run 'climbkit-ledger sync' "
