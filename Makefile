@@ -124,13 +124,13 @@ results-stories: setup
 	  `-p epochs 5 -p hidden_dim 32 -p num_rules 4` (1$(,)000 stories)|the same with the report’s exact flags: `-p num_stories 100 -p batch_size 8`|\
 	  `-p num_stories 2000 -p epochs 15 -p hidden_dim 128 -p num_rules 12`)
 
-## results-kg: UMLS and Nations, 3,000 steps of the transformer with DistMult beside it, the two graphs side by side on one thread each (about 10 minutes)
+## results-kg: UMLS and Nations, 3,000 steps of the transformer with DistMult beside it, the two graphs side by side on one thread each (about 30 minutes)
 results-kg: setup
 	$(call train_run,kg-umls,-p task kg -p data $(SHARED_DATA)/kg/umls -p steps 3000 -p threads 1) & \
 	$(call train_run,kg-nations,-p task kg -p data $(SHARED_DATA)/kg/nations -p steps 3000 -p threads 1) & wait
 	$(call collect,kg,kg-umls kg-nations,UMLS|Nations)
 
-## results-images: ResNet-50 and ResNet-18 training speed by precision and memory layout (a few minutes)
+## results-images: ResNet-50 and ResNet-18 training speed by precision and memory layout (about 10 minutes without native bf16)
 results-images: setup
 	$(BIN)/papermill nbs/results.ipynb results/images.ipynb -p result images --log-output && $(BIN)/climbkit-ledger sync README.md
 

@@ -14,11 +14,11 @@ from .cpu import cpu_flags, native_bf16, available_cores, hardware_info
 __all__ = ['BLOCK', 'git_state', 'machine_record', 'ledger_table', 'markdown_table', 'record_result', 'load_result', 'provenance',
            'render_block', 'render_readme', 'check_readme', 'keep_notebook', 'ledger_cli']
 
-# %% ../nbs/07_ledger.ipynb #fdf0f4d8
+# %% ../nbs/07_ledger.ipynb #b49a9d69
 def git_state(where='.') -> dict:
-    "The commit of the repository holding `where`, and whether its tracked files outside `results/` differ from it ('unknown' outside git)."
+    "The commit of the repository holding `where`, and whether its tracked files differ from it ('unknown' outside git); `results/` and README.md, which the ledger itself writes, do not count."
     run = lambda *a: subprocess.run(['git', '-C', str(where), *a], capture_output=True, text=True, timeout=30)
-    try: head, status = run('rev-parse', 'HEAD'), run('status', '--porcelain', '--untracked-files=no', '--', ':(top)', ':(top,exclude)results')
+    try: head, status = run('rev-parse', 'HEAD'), run('status', '--porcelain', '--untracked-files=no', '--', ':(top)', ':(top,exclude)results', ':(top,exclude)README.md')
     except (OSError, subprocess.TimeoutExpired): return {'commit': 'unknown', 'dirty': None}
     if head.returncode: return {'commit': 'unknown', 'dirty': None}
     return {'commit': head.stdout.strip(), 'dirty': bool(status.stdout.strip())}
