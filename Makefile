@@ -80,7 +80,7 @@ soak: setup
 
 ## results: rewrite the ledger (results/*.json, each with its command, commit, date, machine and raw figures) and README's
 ## tables from it; one part at a time: make results-bench, results-grader, ... Run on a quiet machine: most are timings.
-RESULTS := bench grader routes stories kg images
+RESULTS := bench grader routes stories kg images tiny profiles soak
 SHARED_DATA ?= ../shared/data
 STAMP := $(shell date +%Y%m%d-%H%M%S)
 # $(call train_run,NAME,PARAMETERS): one papermill run of nbs/train.ipynb into runs/res-NAME-<stamp>/
@@ -100,10 +100,11 @@ results-bench: setup
 	$(BIN)/climbkit-ledger keep runs/res-bench-$(STAMP)/bench.ipynb results/bench.ipynb
 	$(BIN)/climbkit-ledger sync README.md
 
-## results-grader: the grade predictor on the MoonBoard 2016 file (about a minute)
+## results-grader: the grade predictor on the MoonBoard 2016 file, the default CNN and an MLP (about two minutes)
 results-grader: setup
 	$(call train_run,grader,-p task climb_grade -p data $(SHARED_DATA)/moonboard2016.json -p threads 1)
-	$(call collect,grader,grader,MoonBoard 2016)
+	$(call train_run,grader-mlp,-p task climb_grade -p data $(SHARED_DATA)/moonboard2016.json -p arch mlp -p hidden 128 -p threads 1)
+	$(call collect,grader,grader grader-mlp,CNN (the default)|MLP (`-p arch mlp -p hidden 128`))
 
 ## results-routes: route metrics of the generator, with a grade predictor trained first on the same data: the built-in data as
 ## `make train` trains, and MoonBoard 2016 for ROUTES_MB_EPOCHS epochs; one thread, so that another result can run beside it
@@ -133,6 +134,26 @@ results-kg: setup
 ## results-images: ResNet-50 and ResNet-18 training speed by precision and memory layout (about 10 minutes without native bf16)
 results-images: setup
 	$(BIN)/papermill nbs/results.ipynb results/images.ipynb -p result images --log-output && $(BIN)/climbkit-ledger sync README.md
+
+## results-tiny: the image report's tiny run (ResNet-50 from scratch, 10 epochs) with two seeds (about 30 minutes on 2 cores without native bf16)
+results-tiny: setup
+	$(call train_run,tiny,-p config configs/tiny.yaml)
+	$(call train_run,tiny-seed1,-p config configs/tiny.yaml -p seed 1)
+	$(call collect,tiny,tiny tiny-seed1,`tiny.yaml`|`tiny.yaml -p seed 1` (other classes and initialisation))
+
+## results-profiles: what a step costs, by climbkit.bench.profile: the flagship at batch 16 and the 80M knowledge-graph model (about 20 minutes)
+results-profiles: setup
+	$(BIN)/papermill nbs/results.ipynb results/profiles.ipynb -p result profiles -p shared_data $(SHARED_DATA) --log-output && \
+	  $(BIN)/climbkit-ledger sync README.md
+
+## results-soak: the soak notebook for SOAK_STEPS optimizer steps (3,000: about 20 minutes here; `make soak` runs 20,000), into the ledger
+SOAK_STEPS ?= 3000
+results-soak: setup
+	@mkdir -p runs/res-soak-$(STAMP)
+	$(BIN)/papermill nbs/soak.ipynb runs/res-soak-$(STAMP)/soak.ipynb -p name res-soak-$(STAMP) -p out_dir runs -p steps $(SOAK_STEPS) \
+	  -p ledger results -p ledger_command 'make results-soak' --log-output
+	$(BIN)/climbkit-ledger keep runs/res-soak-$(STAMP)/soak.ipynb results/soak.ipynb
+	$(BIN)/climbkit-ledger sync README.md
 
 lab: setup
 	$(BIN)/jupyter lab nbs
