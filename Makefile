@@ -156,7 +156,7 @@ results-soak: setup
 	$(BIN)/climbkit-ledger sync README.md
 
 lab: setup
-	$(BIN)/jupyter lab nbs
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_climb_eval.ipynb #fa261521
 from __future__ import annotations
-import math, re
+import math, re, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .core import ClimbkitError, save_figure, list_runs, run_config
+from .core import ClimbkitError, ClimbkitWarning, save_figure, list_runs, run_config, runs_dir
 from .data import Data, TensorLoader, split_indices
 from .learner import Task, register_task, load_checkpoint_file, check_model_matches
 from .metrics import novelty, uniqueness, jaccard_diversity, js_divergence, ordinal_agreement, prior_cross_entropy
@@ -186,14 +186,16 @@ class ClimbGradeTask(Task):
 
 def format_grade_table(rep:dict) -> str:
     "The grade-accuracy report as a text table."
+    published = {f"{p['source']} (published, V scale)": p for p in rep['published']}  # most likely the V scale: under the V columns
+    w = max(len(k) for k in (*rep['grade_accuracy'], *published))
     lines = [f"test split: {rep['test_routes']} routes; majority grade {rep['majority_grade']}",
-             f"{'':34s} {'Font: exact':>11s} {'within 1':>9s} {'MAE':>6s} | {'V: exact':>8s} {'within 1':>9s} {'MAE':>6s}"]
+             f"{'':{w}s} {'Font: exact':>11s} {'within 1':>9s} {'MAE':>6s} | {'V: exact':>8s} {'within 1':>9s} {'MAE':>6s}"]
     for label, r in rep['grade_accuracy'].items():
         f, v = r['font'], r['v']
-        lines.append(f"{label:34s} {f['exact']:11.1%} {f['within_1']:9.1%} {f['mae']:6.2f} | {v['exact']:8.1%} {v['within_1']:9.1%} {v['mae']:6.2f}")
-    for p in rep['published']:
-        fmt = lambda v, pct=True: ('' if v is None else f'{v:.1%}' if pct else f'{v:.2f}')
-        lines.append(f"{p['source'] + ' (published)':34s} {fmt(p['exact']):>11s} {fmt(p['within_1']):>9s} {fmt(p['mae'], False):>6s} |")
+        lines.append(f"{label:{w}s} {f['exact']:11.1%} {f['within_1']:9.1%} {f['mae']:6.2f} | {v['exact']:8.1%} {v['within_1']:9.1%} {v['mae']:6.2f}")
+    fmt = lambda v, pct=True: ('' if v is None else f'{v:.1%}' if pct else f'{v:.2f}')
+    for label, p in published.items():
+        lines.append(f"{label:{w}s} {'':>11s} {'':>9s} {'':>6s} | {fmt(p['exact']):>8s} {fmt(p['within_1']):>9s} {fmt(p['mae'], False):>6s}")
     return '\n'.join(lines)
 
 def plot_confusion(pred, target, grades:Sequence[str], ax=None):
@@ -289,12 +291,13 @@ def load_grader(run_dir) -> Grader:
     _, test = grade_test_split(len(cd.tensors['grades']), cfg.get('test_frac', 0.1))
     return Grader(model, cd.board, run_dir, cd.routes(test.tolist()))
 
-def find_grader(board:Board, out_dir='runs') -> Path|None:
+def find_grader(board:Board, out_dir=None) -> Path|None:
     "The newest `climb_grade` run under `out_dir` whose board is `board` (None if there is none)."
     for d in list_runs(out_dir, 'climb_grade', 'best.pt'):
         cfg = run_config(d)
         try: cd = run_data(cfg, d)
-        except ClimbkitError: continue
+        except ClimbkitError as e:  # said, not silently passed over: the user may have meant this one
+            warnings.warn(f"Grade predictor run {d} is skipped: {e}", ClimbkitWarning, stacklevel=2); continue
         if cd.board == board: return d
     return None
 
@@ -435,11 +438,13 @@ def metrics_table(rows:dict):
     import pandas as pd
     df = pd.DataFrame({k: v for k, v in rows.items() if isinstance(v, dict)}).T
     cols = [(group, k) for group, keys in METRIC_GROUPS.items() for k in keys if k in df.columns]
-    df = df[[k for _, k in cols]].astype({'samples': int})
+    df = df[[k for _, k in cols]]
+    shown = df.map(lambda v: '—' if v is None or (isinstance(v, float) and math.isnan(v)) else round(v, 3) if isinstance(v, float) else v)
+    shown['samples'] = df['samples'].astype(int)  # a count, not 512.0
     if 'retried' in df:  # constrained rows: validity is the grammar's guarantee (less what failed), not a measurement
-        df['validity'] = [f'{v:.3g} (by construction)' if pd.notna(r) else round(v, 3) for v, r in zip(df['validity'], df['retried'])]
-    df.columns = pd.MultiIndex.from_tuples([(group, METRIC_NAMES[k]) for group, k in cols])
-    return df
+        shown['validity'] = [f'{v:.3g} (by construction)' if pd.notna(r) else round(v, 3) for v, r in zip(df['validity'], df['retried'])]
+    shown.columns = pd.MultiIndex.from_tuples([(group, METRIC_NAMES[k]) for group, k in cols])
+    return shown  # '—': not defined for that row (no valid sample to measure, or no retries without constraints)
 
 # %% ../nbs/12_climb_eval.ipynb #1068cf13
 def check_grader(grader, board:Board) -> Grader:
@@ -473,13 +478,14 @@ def climb_report(model, data, cfg, run_dir=None) -> dict:
 # %% ../nbs/12_climb_eval.ipynb #eaacf8d0
 class GenerationPanel:
     "ipywidgets panel: run, checkpoint, grader, grade, temperature, top-k, count, seed, constrained; Generate draws the routes."
-    def __init__(self, out_dir='runs', run=None, grader=None):
+    def __init__(self, out_dir=None, run=None, grader=None):
         import ipywidgets as W
-        self.out_dir = Path(out_dir)
+        self.out_dir = runs_dir(out_dir)
         norm = lambda x: Path(x).expanduser().resolve()
         runs = [norm(d) for d in list_runs(out_dir, 'climb', 'best.pt')]
         if run is not None and norm(run) not in runs: runs.insert(0, norm(run))  # a run picked from elsewhere
-        if not runs: raise ClimbkitError(f"No trained climb run (with checkpoints/best.pt) under {Path(out_dir).resolve()}; train one first (make train).")
+        if not runs: raise ClimbkitError(f"No trained climb run (with checkpoints/best.pt) under {self.out_dir.resolve()}; train one first "
+                                         "(`make train` at the project root, or run nbs/train.ipynb).")
         graders = [norm(d) for d in list_runs(out_dir, 'climb_grade', 'best.pt')]
         if grader is not None and norm(grader) not in graders: graders.insert(0, norm(grader))
         self._models, self._graders, self._auto = {}, {}, {}

@@ -13,14 +13,18 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['ALIASES', 'RUN_SUBFOLDERS', 'ClimbkitError', 'Config', 'resolve_config', 'raises', 'load_config_file',
-           'seed_everything', 'get_rng_state', 'set_rng_state', 'atomic_write', 'save_figure', 'atomic_save_json',
-           'atomic_torch_save', 'new_run_dir', 'check_run_dir_writable', 'run_config', 'list_runs', 'find_run_dir',
-           'RunLock', 'in_kernel', 'under_papermill', 'progress_mode']
+__all__ = ['ALIASES', 'RUN_SUBFOLDERS', 'ClimbkitError', 'ClimbkitWarning', 'Config', 'resolve_config', 'raises',
+           'load_config_file', 'seed_everything', 'get_rng_state', 'set_rng_state', 'atomic_write', 'save_figure',
+           'atomic_save_json', 'atomic_torch_save', 'project_root', 'runs_dir', 'new_run_dir', 'check_run_dir_writable',
+           'run_config', 'list_runs', 'find_run_dir', 'RunLock', 'in_kernel', 'under_papermill', 'progress_mode',
+           'short_errors_in_notebooks']
 
 # %% ../nbs/00_core.ipynb #d7be629f
 class ClimbkitError(ValueError):
     "A user-facing error: one clear sentence naming what was wrong and what was expected."
+
+class ClimbkitWarning(UserWarning):
+    "Something a user should know that does not stop the work: a skipped file, a slower fallback, rows left out."
 
 # %% ../nbs/00_core.ipynb #85339f6d
 class Config(dict):
@@ -175,13 +179,26 @@ def atomic_torch_save(obj, path):
     buf = io.BytesIO(); torch.save(obj, buf)
     return atomic_write(path, buf.getvalue())
 
+# %% ../nbs/00_core.ipynb #14a8df62
+def project_root(start=None) -> Path|None:
+    "The nearest folder at or above `start` (default: the working folder) that holds a project: `settings.ini` beside `nbs/`."
+    here = Path(start or Path.cwd()).resolve()
+    return next((d for d in (here, *here.parents) if (d/'settings.ini').is_file() and (d/'nbs').is_dir()), None)
+
+def runs_dir(out_dir=None) -> Path:
+    "The folder runs live in: `out_dir` if given; else `$CLIMBKIT_RUNS`; else the project's `runs/`; else `./runs`."
+    if out_dir not in (None, ''): return Path(out_dir).expanduser()
+    if os.environ.get('CLIMBKIT_RUNS'): return Path(os.environ['CLIMBKIT_RUNS']).expanduser()
+    root = project_root()
+    return root/'runs' if root else Path('runs')
+
 # %% ../nbs/00_core.ipynb #535746a9
 def _holds_run(d:Path) -> bool:
     return (d/'config.json').exists() or (d/'checkpoints').exists()
 
-def new_run_dir(out_dir='runs', name:str|None=None, task:str='run') -> Path:
-    "Create a fresh run folder under `out_dir`; refuse one that already holds a run."
-    out_dir = Path(out_dir).expanduser()
+def new_run_dir(out_dir=None, name:str|None=None, task:str='run') -> Path:
+    "Create a fresh run folder under `out_dir` (default: `runs_dir()`); refuse one that already holds a run."
+    out_dir = runs_dir(out_dir)
     if name is None:
         stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
         name, i = f'{task}-{stamp}', 1
@@ -216,23 +233,30 @@ def check_run_dir_writable(d) -> Path:
     return d
 
 def run_config(run_dir) -> dict:
-    "The saved `config.json` of a run folder ({} if missing or unreadable)."
-    try: return json.loads((Path(run_dir)/'config.json').read_text())
-    except (OSError, ValueError): return {}
+    "The saved `config.json` of a run folder ({} if it has none; a `ClimbkitWarning` naming the file if it cannot be read)."
+    path = Path(run_dir)/'config.json'
+    if not path.exists(): return {}
+    try: cfg = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as e: cfg = e
+    if isinstance(cfg, dict): return cfg
+    import warnings
+    warnings.warn(f"{path} cannot be read as a run's settings ({cfg if isinstance(cfg, Exception) else 'not a JSON object'}); "
+                  "that run folder is left out.", ClimbkitWarning, stacklevel=2)
+    return {}
 
-def list_runs(out_dir='runs', task:str|None=None, checkpoint:str='latest.pt') -> list[Path]:
-    "Run folders under `out_dir` holding `checkpoints/<checkpoint>` (of `task`, if given), newest first."
-    out_dir = Path(out_dir).expanduser()
+def list_runs(out_dir=None, task:str|None=None, checkpoint:str='latest.pt') -> list[Path]:
+    "Run folders under `out_dir` (default: `runs_dir()`) holding `checkpoints/<checkpoint>` (of `task`, if given), newest first."
+    out_dir = runs_dir(out_dir)
     runs = [d for d in out_dir.iterdir() if (d/'checkpoints'/checkpoint).exists()
             and (task is None or run_config(d).get('task') == task)] if out_dir.is_dir() else []
     return sorted(runs, key=lambda d: (d/'checkpoints'/checkpoint).stat().st_mtime, reverse=True)
 
-def find_run_dir(resume, out_dir='runs', task:str|None=None) -> Path:
+def find_run_dir(resume, out_dir=None, task:str|None=None) -> Path:
     "The run folder to resume: a run folder, a checkpoint file, or True for the newest run of `task` in `out_dir`."
     if resume is True:
         runs = list_runs(out_dir, task)
         if not runs:
-            raise ClimbkitError(f"resume=True but no run with checkpoints/latest.pt was found under {Path(out_dir).expanduser()}"
+            raise ClimbkitError(f"resume=True but no run with checkpoints/latest.pt was found under {runs_dir(out_dir)}"
                                 f"{f' for task {task!r}' if task else ''}.")
         return runs[0]
     p = Path(resume).expanduser()
@@ -303,3 +327,19 @@ def progress_mode() -> str:
     if m in ('bar', 'lines', 'none'): return m
     if in_kernel(): return 'lines' if under_papermill() else 'bar'
     return 'bar' if sys.stderr.isatty() else 'lines'
+
+# %% ../nbs/00_core.ipynb #a3bf2536
+def _one_sentence(shell, etype, value, tb, tb_offset=None):
+    "IPython's custom exception handler: the error's class and sentence, no traceback."
+    stb = [f'\x1b[0;31m{etype.__name__}\x1b[0m: {value}']
+    shell._showtraceback(etype, value, stb)
+    return stb
+
+def short_errors_in_notebooks() -> bool:
+    "Inside a Jupyter kernel, show a `ClimbkitError` as its one sentence; True if installed."
+    if not in_kernel(): return False
+    from IPython import get_ipython
+    get_ipython().set_custom_exc((ClimbkitError,), _one_sentence)
+    return True
+
+short_errors_in_notebooks()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-from .core import ClimbkitError, atomic_torch_save
+from .core import ClimbkitError, ClimbkitWarning, atomic_torch_save
 
 # %% auto #0
 __all__ = ['read_json_records', 'cache_root', 'file_digest', 'cached', 'split_indices', 'TensorLoader', 'trim_padding', 'Data',
@@ -89,6 +89,10 @@ class TensorLoader:
     def shard(self, rank:int, world:int) -> 'TensorLoader':
         "Serve process `rank` of `world`: its part of each global batch of `world` x `batch_size` rows."
         self.rank, self.world = rank, world
+        left = self.n % (self.bs * world)
+        if rank == 0 and 0 < left < world:  # a last global batch too small to give every process a row: said, not silent
+            warnings.warn(f"{left} of {self.n:,} rows are left out of each epoch: the last global batch of {world} processes x "
+                          f"{self.bs} would give some process no row.", ClimbkitWarning, stacklevel=2)
         return self
     def __len__(self):
         gbs = self.bs * self.world

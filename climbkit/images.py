@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .core import ClimbkitError, atomic_write, save_figure, in_kernel
+from .core import ClimbkitError, ClimbkitWarning, atomic_write, save_figure, in_kernel
 from .data import Data, TensorLoader, cached, cache_root
 from .learner import Task, register_task
 
@@ -50,7 +50,7 @@ def _list_images(root:Path) -> list[str]:
             paths += [r['path'] for r in split['image']]
         return sorted(set(paths))
     except Exception as e:  # an old or missing `datasets`, or a loader that fails on this folder
-        warnings.warn(f"datasets' imagefolder loader failed on {root} ({type(e).__name__}: {e}); listing the files directly.")
+        warnings.warn(f"datasets' imagefolder loader failed on {root} ({type(e).__name__}: {e}); listing the files directly.", ClimbkitWarning, stacklevel=2)
         exts = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff', '.ppm', '.pgm'}
         return sorted(str(p) for p in root.rglob('*') if p.suffix.lower() in exts and p.is_file())
 

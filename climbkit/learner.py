@@ -12,7 +12,8 @@ import torch
 from torch import nn
 from torch.profiler import record_function
 from .core import (ClimbkitError, _close_matches, Config, resolve_config, load_config_file, seed_everything, get_rng_state,
-                           set_rng_state, atomic_write, save_figure, atomic_save_json, new_run_dir, find_run_dir, progress_mode, in_kernel, RunLock, check_run_dir_writable)
+                           set_rng_state, atomic_write, save_figure, atomic_save_json, new_run_dir, find_run_dir, progress_mode, in_kernel, RunLock, check_run_dir_writable,
+                           runs_dir, ClimbkitWarning)
 from .cpu import set_threads, choose_precision, autocast, hardware_info
 from .data import Data
 from .optim import make_optimizer, make_scheduler
@@ -69,7 +70,8 @@ def known_tasks() -> list[str]:
     for m in pkgutil.iter_modules(climbkit.__path__):
         if m.name not in MACHINERY:
             try: importlib.import_module(f'climbkit.{m.name}')
-            except ImportError: pass
+            except ImportError as e:  # a family whose import breaks is named, not silently missing from the list
+                warnings.warn(f"Module climbkit.{m.name} cannot be imported ({e}); its tasks are not available.", ClimbkitWarning, stacklevel=2)
     return sorted(TASKS)
 
 def get_task(name:str) -> Task:
@@ -91,7 +93,7 @@ TRAIN_DEFAULTS = dict(
     grad_clip=1.0, grad_accum=1, optimizer='adamw', lookahead=False, lookahead_k=5, lookahead_alpha=0.5, optimizer_state='fp32',
     freeze=False, freeze_threshold=0.1, freeze_patience=3, freeze_every=50,
     precision='auto', threads=0, device='auto', compile=False, seed=0, valid_frac=0.1,
-    out_dir='runs', name=None, resume=False, patience=0, save_every=5, keep_last=3, checkpoint_every=200, log_every=0,
+    out_dir=None, name=None, resume=False, patience=0, save_every=5, keep_last=3, checkpoint_every=200, log_every=0,
     steps=0, eval_every=0, save_every_steps=0, monitor='valid_loss',
     lr_schedule='cosine', lr_step_epochs=30, lr_gamma=0.1, val_check_interval=1.0,
     save_top_k=0, checkpoint_name='{task}-epoch={epoch:02d}-step={step}-{monitor}={value:.4f}.pt',
@@ -204,7 +206,8 @@ def resolve_run_config(params:dict) -> tuple[Task, Config]:
                          sources=(f"config file {params['config']}" if params.get('config') else None,))
     cfg.task = task_name
     _device(cfg.device)  # a GPU asked for where there is none: refused before anything is written
-    out = Path(cfg.out_dir).expanduser()
+    cfg.out_dir = str(runs_dir(cfg.out_dir))  # None: the project's runs/, found from here (nbs/ in Lab, the root under make)
+    out = Path(cfg.out_dir)
     parent = next((p for p in (out, *out.parents) if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise ClimbkitError(f"Parameter 'out_dir' is {str(cfg.out_dir)!r}, but {parent} is a file, not a folder.")
@@ -737,10 +740,13 @@ class ProfileCallback(Callback):
                              'step_ms': batch_s * 1000 * learn.cfg.grad_accum, 'items_per_s': items / batch_s,
                              'batches_per_epoch': learn.n_batches, 'epoch_s': epoch_s, 'epochs': left,
                              'projected_s': epoch_s * left, 'includes_validation': valid_s is not None}
+        if valid_s is not None:  # the second word on it: only what the validation time changes, not the whole line again
+            print(f"profile, with epoch 1's validation ({valid_s:.1f} s): {left} epoch{'' if left == 1 else 's'} ≈ "
+                  f"{human_time(p['projected_s'])} on this machine", flush=True); return
         setup = ', '.join(f'{k} {v:.1f} s' for k, v in p['setup_s'].items())
         print(f"profile: {'set-up ' + setup + '; ' if setup else ''}{p['batch_ms']:.1f} ms a batch after {self.warmup} warm-up batches "
-              f"({p['items_per_s']:,.0f} items/s); projected: {left} epoch{'' if left == 1 else 's'} ≈ {human_time(p['projected_s'])} on this machine"
-              f"{'' if valid_s is not None else ' (training only; validation comes after epoch 1)'}", flush=True)
+              f"({p['items_per_s']:,.0f} items/s); projected: {left} epoch{'' if left == 1 else 's'} ≈ {human_time(p['projected_s'])} on this machine "
+              f"(training only; validation comes after epoch 1)", flush=True)
     def _report_steps(self, learn, batch_s:float, items:float, valid_s:float|None):
         "A step-based run's profile: ms a step, set-up, and the time projected for the report's step counts and this run's."
         c = learn.cfg; step_s = batch_s * c.grad_accum
@@ -751,6 +757,9 @@ class ProfileCallback(Callback):
                              'items_per_s': items / batch_s, 'steps': learn.target_steps, 'eval_every': learn.eval_every,
                              'valid_s': valid_s, 'projected_s': cost(learn.target_steps),
                              'projection': [{'steps': n, 'seconds': t} for n, t, _ in rows], 'includes_validation': valid_s is not None}
+        if valid_s is not None:
+            print(f"profile, with the first evaluation ({valid_s:.1f} s every {learn.eval_every} steps): this run ≈ "
+                  f"{human_time(p['projected_s'])} on this machine", flush=True); return
         setup = ', '.join(f'{k} {v:.1f} s' for k, v in p['setup_s'].items())
         print(f"profile: {'set-up ' + setup + '; ' if setup else ''}{p['step_ms']:,.0f} ms a step ({c.grad_accum} x {c.batch_size}), "
               f"{p['items_per_s']:,.1f} items/s, after {self.warmup} warm-up batches"
@@ -829,6 +838,9 @@ def plot_history(history:list[dict], refs:dict|None=None, ax=None, title='loss',
     for i, (k, v) in enumerate((refs or {}).items()):
         a.axhline(v, ls='--', lw=1, color=f'C{i + 2}', label=f'{k} {v:.3f}')
     a.set_xlabel(xkey); a.set_ylabel('loss (nats / item)'); a.set_title(title); a.legend(fontsize=8); a.grid(alpha=0.3)
+    if all(float(v).is_integer() for v in x):  # whole epochs or steps: no ticks at 1.5
+        from matplotlib.ticker import MaxNLocator
+        for b in axes: b.xaxis.set_major_locator(MaxNLocator(integer=True))
     rest = axes[1:]
     if parts and rest:
         b = rest.pop(0)

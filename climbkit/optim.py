@@ -8,7 +8,7 @@ import sys, math
 from collections import defaultdict
 import torch
 from torch import nn
-from .core import ClimbkitError
+from .core import ClimbkitError, ClimbkitWarning
 
 # %% auto #0
 __all__ = ['param_groups', 'make_optimizer', 'round_to_bf16', 'Lamb', 'Lookahead', 'warmup_cosine', 'warmup_step',
@@ -35,7 +35,10 @@ def make_optimizer(model:nn.Module, name:str='adamw', lr:float=1e-3, weight_deca
     if state_dtype == 'bf16' and name != 'lamb': raise ClimbkitError(f"Parameter 'optimizer_state' bf16 needs optimizer='lamb', got {name!r}.")
     if name == 'adamw':  # the fused kernel updates all parameters in one pass: measurably faster on a CPU too
         try: opt = torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=True)
-        except (RuntimeError, TypeError): opt = torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
+        except (RuntimeError, TypeError) as e:  # e.g. a parameter dtype or device the fused kernel does not take
+            import warnings
+            warnings.warn(f"The fused AdamW kernel is not available here ({e}); using the slower for-loop AdamW.", ClimbkitWarning, stacklevel=2)
+            opt = torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
     elif name == 'adam': opt = torch.optim.Adam(groups, lr=lr, betas=betas, eps=eps)
     elif name == 'sgd': opt = torch.optim.SGD(groups, lr=lr, momentum=0.9)
     elif name == 'lamb': opt = Lamb(groups, lr=lr, betas=(betas[0], 0.999), eps=1e-6, seed=seed,
