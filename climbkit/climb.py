@@ -14,7 +14,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .core import ClimbkitError
+from .core import ClimbkitError, save_figure
 from .data import Data, TensorLoader, read_json_records, cached, file_digest, split_indices, records_dataset
 from .learner import Task, register_task
 from .metrics import ngram_baselines
@@ -683,3 +683,16 @@ class ClimbTask(Task):
         return climb_report(model, data, cfg, run_dir)
 
     def show(self, routes, titles=None, ncols=6, board=None, notes=None): return draw_routes(routes, titles, ncols, board, notes)
+
+    def showcase(self, model, data, cfg, run_dir=None, sample_grades='6B+ 7A 7B+ 8A', samples_per_grade=4, temperature=0.8, top_k=0, **_) -> dict:
+        "Routes for a few grades from the trained model, drawn on the board (saved as `figures/samples.png`) and printed."
+        board = data.info['board']
+        grades = [g for g in str(sample_grades).split() if g in board.grades]
+        by_grade = {g: self.sample(model, data, grade=g, n=samples_per_grade, temperature=temperature, top_k=top_k, seed=cfg.seed + i)
+                    for i, g in enumerate(grades)}
+        routes = [r for rs in by_grade.values() for r in rs]
+        if not routes: return {'samples': {}}
+        fig = self.show(routes, ncols=samples_per_grade, board=board)
+        if run_dir: save_figure(fig, Path(run_dir)/'figures'/'samples.png', dpi=100)
+        for r in routes: print(r)
+        return {'samples': {g: [str(r) for r in rs] for g, rs in by_grade.items()}}

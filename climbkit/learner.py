@@ -55,6 +55,9 @@ class Task:
     def compare(self, reports:dict, data:Data, histories:dict|None=None, run_dir=None):
         "A table (and figures) comparing the final `reports` {label: report} of models trained on the same data."
         return None
+    def showcase(self, model:nn.Module, data:Data, cfg:Config, run_dir=None, **opts) -> dict:
+        "Show what the trained model makes (drawn or printed; figures under `run_dir/figures`) after the final report; returns what `results.json` keeps of it. `opts`: the train notebook's showcase parameters (a task ignores those it does not use)."
+        return {}
 
 TASKS: dict[str, type] = {}
 MACHINERY = {'core', 'cpu', 'data', 'optim', 'learner', 'metrics', 'bench', '_modidx'}
@@ -64,9 +67,16 @@ def register_task(cls):
     TASKS[cls.name] = cls
     return cls
 
+def _extra_task_modules() -> list[str]:
+    "Modules outside the package that define tasks: `$CLIMBKIT_TASKS` (comma-separated module names on the Python path)."
+    return [m.strip() for m in os.environ.get('CLIMBKIT_TASKS', '').split(',') if m.strip()]
+
 def known_tasks() -> list[str]:
-    "Names of every task in the climbkit package."
+    "Names of every task in the climbkit package and in the modules `$CLIMBKIT_TASKS` names."
     import climbkit
+    for name in _extra_task_modules():  # a family of one's own, kept outside the package: named, so a broken one is an error
+        try: importlib.import_module(name)
+        except ImportError as e: raise ClimbkitError(f"CLIMBKIT_TASKS names module {name!r}, which cannot be imported ({e}).") from None
     for m in pkgutil.iter_modules(climbkit.__path__):
         if m.name not in MACHINERY:
             try: importlib.import_module(f'climbkit.{m.name}')
@@ -541,12 +551,12 @@ class ProgressCallback(Callback):
             if learn.step >= learn.target_steps: return
             print(f"Training steps {learn.step + 1}-{learn.target_steps}: {c.grad_accum} batch{'es' if c.grad_accum > 1 else ''} of {c.batch_size} a step, "
                   f"an evaluation every {learn.eval_every} steps, {sum(p.numel() for p in learn.model.parameters()):,} parameters, "
-                  f"{learn.precision} ({learn.precision_reason}), {torch.get_num_threads()} threads on {learn.device}.", flush=True)
+                  f"{learn.precision} ({learn.precision_reason}), {torch.get_num_threads()} thread{'' if torch.get_num_threads() == 1 else 's'} on {learn.device}.", flush=True)
             return
         if learn.epoch >= learn.target_epochs: return
         print(f"Training epochs {learn.epoch + 1}-{learn.target_epochs}: {len(learn.data.train)} batches of {c.batch_size} an epoch, "
               f"{sum(p.numel() for p in learn.model.parameters()):,} parameters, {learn.precision} ({learn.precision_reason}), "
-              f"{torch.get_num_threads()} threads on {learn.device}.", flush=True)
+              f"{torch.get_num_threads()} thread{'' if torch.get_num_threads() == 1 else 's'} on {learn.device}.", flush=True)
     def before_epoch(self, learn):
         self.bar, self.last = None, time.perf_counter()
         if self.mode == 'bar':
