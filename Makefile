@@ -141,7 +141,7 @@ results-tiny: setup
 	$(call train_run,tiny-seed1,-p config configs/tiny.yaml -p seed 1)
 	$(call collect,tiny,tiny tiny-seed1,`tiny.yaml`|`tiny.yaml -p seed 1` (other classes and initialisation))
 
-## results-profiles: what a step costs, by climbkit.bench.profile: the flagship at batch 16 and the 80M knowledge-graph model (about 20 minutes)
+## results-profiles: what a step costs, by climbkit.bench.profile: the flagship at batch 16 and the 80M knowledge-graph model (about 35 minutes on 2 cores without native bf16: each evaluation of the 80M model takes minutes)
 results-profiles: setup
 	$(BIN)/papermill nbs/results.ipynb results/profiles.ipynb -p result profiles -p shared_data $(SHARED_DATA) --log-output && \
 	  $(BIN)/climbkit-ledger sync README.md
