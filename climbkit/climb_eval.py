@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_climb_eval.ipynb #fa261521
 from __future__ import annotations
-import math, re, warnings
+import json, math, re, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -226,8 +226,12 @@ def _resolve_data(cfg:dict, run_dir:Path) -> str:
 
 def _load_run(run_dir, task:str, checkpoint:str='best.pt', required=()):
     run_dir = Path(run_dir).expanduser()
-    cfg = run_config(run_dir)
-    if not cfg: raise ClimbkitError(f"{run_dir} is not a run folder: expected {run_dir/'config.json'}.")
+    cfg_path = run_dir/'config.json'
+    if not cfg_path.exists(): raise ClimbkitError(f"{run_dir} is not a run folder: expected {cfg_path}.")
+    try: cfg = json.loads(cfg_path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as e:  # a damaged settings file is named as such, not "not a run folder"
+        raise ClimbkitError(f"{cfg_path} cannot be read as a run's settings ({e}).") from None
+    if not isinstance(cfg, dict): raise ClimbkitError(f"{cfg_path} holds no run settings (expected a JSON object).")
     if cfg.get('task') != task: raise ClimbkitError(f"Run {run_dir} is of task {cfg.get('task')!r}, expected {task!r}.")
     path = run_dir/'checkpoints'/checkpoint
     if not path.exists(): raise ClimbkitError(f"Run {run_dir} has no checkpoints/{checkpoint}: has it finished an epoch?")

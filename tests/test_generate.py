@@ -33,7 +33,7 @@ def test_grade_task_through_the_train_notebook(tmp_path):
     assert m['font']['exact'] >= maj['font']['exact'] + 0.1 and med['font']['mae'] <= maj['font']['mae'] - 1
     assert (run/'figures'/'confusion.png').exists() and not (run/'figures'/'samples.png').exists()
     text = notebook_text(out)
-    assert 'GradeNet (Duh & Chang 2021) (published)' in text and 'majority class' in text
+    assert 'GradeNet (Duh & Chang 2021) (published, V scale)' in text and 'majority class' in text
 
 def test_train_notebook_reports_route_metrics(tmp_path, runs):
     out = tmp_path/'gen.ipynb'
