@@ -14,7 +14,7 @@ ARGS ?=
 GRADER_ARGS ?=
 , := ,
 
-.PHONY: setup train train-grader generate test export check-export check-ledger nbdev-test pytest bench soak lab clean results $(addprefix results-,$(RESULTS))
+.PHONY: params setup train train-grader generate test export check-export check-ledger nbdev-test pytest bench soak lab clean results $(addprefix results-,$(RESULTS))
 
 $(BIN)/.climbkit-installed: settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -154,6 +154,10 @@ results-soak: setup
 	  -p ledger results -p ledger_command 'make results-soak' --log-output
 	$(BIN)/climbkit-ledger keep runs/res-soak-$(STAMP)/soak.ipynb results/soak.ipynb
 	$(BIN)/climbkit-ledger sync README.md
+
+## params: the last lines of train.ipynb's parameter cell, the names of every task's own parameters, from the registered tasks
+params: setup
+	$(BIN)/python -c "from climbkit.run import sync_parameter_cell; sync_parameter_cell('nbs/train.ipynb')"
 
 lab: setup
 	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR)

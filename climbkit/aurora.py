@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from .core import ClimbkitError
-from .climb import Board, Route, LoadReport, FONT_GRADES, V_SCALE, is_sqlite
+from .climb import Board, Route, LoadReport, FONT_GRADES, V_SCALE
 
 # %% auto #0
 __all__ = ['MAX_AURORA_HOLDS', 'ROLE_NAMES', 'parse_frames', 'role_of', 'font_grade', 'nearest_difficulty', 'make_aurora_test_db',
-           'load_aurora_db']
+           'is_sqlite', 'load_aurora_db']
 
 # %% ../nbs/11_aurora.ipynb #53da9ebf
 MAX_AURORA_HOLDS = 40  # a few climbs light up most of the wall; longer ones are rejected
@@ -206,6 +206,10 @@ _REQUIRED = {'climbs': ('uuid', 'layout_id', 'frames'), 'climb_stats': ('climb_u
              'difficulty_grades': ('difficulty', 'boulder_name'), 'placements': ('id', 'layout_id', 'hole_id'),
              'holes': ('id', 'x', 'y'), 'placement_roles': ('id', 'name'), 'layouts': ('id',)}
 _WHAT = 'a Kilter/Tension (Aurora Climbing) sqlite database, as the apps or boardlib write it'
+
+def is_sqlite(path) -> bool:
+    "Whether the file at `path` starts as an sqlite database does."
+    with open(path, 'rb') as f: return f.read(16) == b'SQLite format 3\x00'
 
 def _connect(path:Path) -> tuple[sqlite3.Connection, dict]:
     "A read-only connection to `path` and each needed table's columns, after checking it is an Aurora database."

@@ -9,7 +9,10 @@ from pathlib import Path
 import torch
 from .core import ClimbkitError
 from .cpu import matmul_flops
-from .learner import Task, Learner, FreezeCallback, resolve_run_config, build_parts, layer_groups, human_time, PROJECT_STEPS
+from .task import Task
+from .learner import Learner
+from .callbacks import FreezeCallback, layer_groups, human_time, PROJECT_STEPS
+from .run import resolve_run_config, build_parts
 from .cpu import autocast
 
 # %% auto #0

@@ -13,11 +13,11 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['ALIASES', 'RUN_SUBFOLDERS', 'ClimbkitError', 'ClimbkitWarning', 'Config', 'resolve_config', 'raises',
-           'load_config_file', 'seed_everything', 'get_rng_state', 'set_rng_state', 'atomic_write', 'save_figure',
-           'atomic_save_json', 'atomic_torch_save', 'project_root', 'runs_dir', 'new_run_dir', 'check_run_dir_writable',
-           'run_config', 'list_runs', 'find_run_dir', 'RunLock', 'in_kernel', 'under_papermill', 'progress_mode',
-           'short_errors_in_notebooks']
+__all__ = ['ALIASES', 'ACCEPTED_ALIASES', 'positive_check', 'RUN_SUBFOLDERS', 'ClimbkitError', 'ClimbkitWarning', 'Config',
+           'resolve_config', 'method_of', 'raises', 'load_config_file', 'seed_everything', 'get_rng_state',
+           'set_rng_state', 'atomic_write', 'save_figure', 'atomic_save_json', 'atomic_torch_save', 'project_root',
+           'runs_dir', 'new_run_dir', 'check_run_dir_writable', 'read_run_config', 'run_config', 'list_runs',
+           'find_run_dir', 'RunLock', 'in_kernel', 'under_papermill', 'progress_mode', 'short_errors_in_notebooks']
 
 # %% ../nbs/00_core.ipynb #d7be629f
 class ClimbkitError(ValueError):
@@ -35,10 +35,13 @@ class Config(dict):
     def __setattr__(self, k, v): self[k] = v
     def __dir__(self): return list(super().__dir__()) + list(self.keys())
 
-# names other tools use for the same thing
-ALIASES = {'learning_rate': 'lr', 'num_epochs': 'epochs', 'n_epochs': 'epochs', 'max_epochs': 'epochs', 'bs': 'batch_size',
+# other tools' names for climbkit's parameters, in one table: those in ACCEPTED_ALIASES work as they are (the flags of the
+# report's train_v2.py); the others are refused with the right name suggested ("did you mean 'lr'?")
+ALIASES = {'micro_batch_size': 'batch_size', 'grad_accum_steps': 'grad_accum', 'clip_grad': 'grad_clip',
+           'learning_rate': 'lr', 'num_epochs': 'epochs', 'n_epochs': 'epochs', 'max_epochs': 'epochs', 'bs': 'batch_size',
            'accum_steps': 'grad_accum', 'gradient_accumulation_steps': 'grad_accum', 'num_threads': 'threads',
            'output_dir': 'out_dir', 'run_name': 'name', 'wd': 'weight_decay', 'warmup': 'warmup_steps'}
+ACCEPTED_ALIASES = {'micro_batch_size', 'grad_accum_steps', 'clip_grad'}
 
 def _close_matches(name, known):
     "' (did you mean ...?)' for a misspelt or differently spelt `name`, else ''."
@@ -91,6 +94,17 @@ def resolve_config(defaults:Mapping, *overrides:Mapping, checks:Mapping|None=Non
         if k in cfg and cfg[k] is not None and not ok(cfg[k]):
             raise ClimbkitError(f"Parameter '{k}' must be {expected}, got {cfg[k]!r}{where(k)}.")
     return cfg
+
+# the check most counts need; a task's `checks` say {'d_model': positive_check}
+positive_check = (lambda v: v > 0, 'a positive integer')
+
+def method_of(cls):
+    "Decorator: add the function below as a method of `cls` (fastai's `@patch`, spelled out), so a class can be written over several cells with prose between."
+    def add(f):
+        setattr(cls, f.__name__, f)
+        return f
+    return add
+
 
 # %% ../nbs/00_core.ipynb #3785582c
 def raises(f, *args, match:str|None=None, **kw) -> str:
@@ -232,17 +246,24 @@ def check_run_dir_writable(d) -> Path:
         raise ClimbkitError(f"Run folder {d} is not writable: a resumed run could not save its checkpoints.")
     return d
 
-def run_config(run_dir) -> dict:
-    "The saved `config.json` of a run folder ({} if it has none; a `ClimbkitWarning` naming the file if it cannot be read)."
-    path = Path(run_dir)/'config.json'
-    if not path.exists(): return {}
+def read_run_config(run_dir) -> dict:
+    "The saved `config.json` of a run folder; a one-sentence `ClimbkitError` naming the file if there is none or it cannot be read."
+    path = Path(run_dir).expanduser()/'config.json'
+    if not path.exists(): raise ClimbkitError(f"{path.parent} is not a run folder: expected {path}.")
     try: cfg = json.loads(path.read_text())
-    except (OSError, ValueError, UnicodeDecodeError) as e: cfg = e
-    if isinstance(cfg, dict): return cfg
-    import warnings
-    warnings.warn(f"{path} cannot be read as a run's settings ({cfg if isinstance(cfg, Exception) else 'not a JSON object'}); "
-                  "that run folder is left out.", ClimbkitWarning, stacklevel=2)
-    return {}
+    except (OSError, ValueError, UnicodeDecodeError) as e:  # a damaged settings file is named as such, not "not a run folder"
+        raise ClimbkitError(f"{path} cannot be read as a run's settings ({e}).") from None
+    if not isinstance(cfg, dict): raise ClimbkitError(f"{path} cannot be read as a run's settings (not a JSON object).")
+    return cfg
+
+def run_config(run_dir) -> dict:
+    "The saved `config.json` of a run folder, for listing runs: {} if it has none; a `ClimbkitWarning` naming the file if it cannot be read."
+    if not (Path(run_dir)/'config.json').exists(): return {}
+    try: return read_run_config(run_dir)
+    except ClimbkitError as e:
+        import warnings
+        warnings.warn(f"{str(e).rstrip('.')}; that run folder is left out.", ClimbkitWarning, stacklevel=2)
+        return {}
 
 def list_runs(out_dir=None, task:str|None=None, checkpoint:str='latest.pt') -> list[Path]:
     "Run folders under `out_dir` (default: `runs_dir()`) holding `checkpoints/<checkpoint>` (of `task`, if given), newest first."

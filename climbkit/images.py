@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .core import ClimbkitError, ClimbkitWarning, atomic_write, save_figure, in_kernel
 from .data import Data, TensorLoader, cached, cache_root
-from .learner import Task, register_task
+from .task import Task, register_task
 
 # %% auto #0
 __all__ = ['IMAGE_FORMAT', 'VAL_NAMES', 'PATTERNS', 'BUILTIN_VERSION', 'IMAGENET_MEAN', 'IMAGENET_STD', 'ARCHS', 'image_files',
@@ -384,6 +384,11 @@ class ImagesTask(Task):
                     channels_last=False, label_smoothing=0.0, n_classes_builtin=10,
                     optimizer='sgd', lr=0.01, weight_decay=1e-4, batch_size=32, epochs=5, warmup_steps=0, grad_clip=0.0, monitor='valid_acc1')
     model_keys = ('arch', 'image_size', 'n_classes')
+    help = {'arch': "resnet18 or resnet50", 'image_size': "pixels a side (the built-in data: 64; the report's configs: 224)",
+            'classes': "0: every class; N: N classes picked with the seed", 'train_per_class': "0: every training image; N: N a class",
+            'val_per_class': "0: every validation image; N: N a class", 'weights': "a local .pth file of ResNet weights (torchvision's layout) to start from",
+            'channels_last': "store activations channels-last (faster convolutions on many CPUs)", 'label_smoothing': "cross-entropy label smoothing",
+            'n_classes_builtin': "data='builtin': how many texture classes to generate"}
     data_keys = ('data', 'classes', 'train_per_class', 'val_per_class', 'image_size', 'n_classes_builtin')
     checks = {'arch': (lambda v: v in ARCHS, "one of 'resnet18', 'resnet50'"),
               'image_size': (lambda v: v >= 16, 'at least 16 (pixels)'),
@@ -394,14 +399,12 @@ class ImagesTask(Task):
               'n_classes_builtin': (lambda v: 2 <= v <= len(PATTERNS), f'between 2 and {len(PATTERNS)}'),
               'data': (lambda v: str(v) == 'builtin' or Path(str(v)).expanduser().is_dir(), "'builtin' or an image folder that exists")}
 
-    label_smoothing = 0.0  # the run's value, set by `build_data`: `loss` sees only the model and the batch
 
     def build_data(self, cfg) -> Data:
-        self.label_smoothing = cfg.label_smoothing
         if str(cfg.data) == 'builtin':
             root = synthetic_images(n_classes=cfg.n_classes_builtin, image_size=cfg.image_size)
         else:
-            root = Path(cfg.data).expanduser().resolve(); cfg.data = str(root)  # found from any notebook later
+            root = Path(cfg.data).expanduser().resolve()
         im = load_images(root, cfg.image_size, cfg.valid_frac, cfg.classes, cfg.train_per_class, cfg.val_per_class, cfg.seed)
         cfg.n_classes = len(im['classes'])
         (xt, yt), (xv, yv) = im['train'], im['val']
@@ -420,7 +423,7 @@ class ImagesTask(Task):
 
     def loss(self, model, batch):
         "Cross-entropy; label smoothing while training only, so the validation loss compares with the baselines."
-        smooth = self.label_smoothing if model.training else 0.0
+        smooth = self.cfg.label_smoothing if model.training else 0.0
         return F.cross_entropy(model(batch['x']).float(), batch['y'], label_smoothing=smooth), len(batch['y'])
 
     def baselines(self, data) -> dict:

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .core import ClimbkitError, save_figure, in_kernel
+from .core import ClimbkitError, save_figure, in_kernel, positive_check
 from .data import Data, TensorLoader, cached, file_digest
-from .learner import Task, register_task
+from .task import Task, register_task
 
 # %% auto #0
 __all__ = ['Triple', 'KG_FORMAT', 'SPLITS', 'MALE_NAMES', 'FEMALE_NAMES', 'PAD', 'MASK', 'N_SPECIAL', 'TYPE_ENTITY',
@@ -473,8 +473,6 @@ def compare_reports(reports:dict, graph:str, histories:dict|None=None, run_dir=N
     return table
 
 # %% ../nbs/30_kg.ipynb #26fc5bae
-_positive = (lambda v: v > 0, 'a positive integer')
-
 @register_task
 class KGTask(Task):
     "Knowledge-graph link prediction (1-N scoring, filtered MRR / Hits@k)."
@@ -484,23 +482,25 @@ class KGTask(Task):
                     epochs=40, batch_size=256, lr=1e-3, weight_decay=0.01, warmup_steps=100, monitor='valid_mrr')
     quick_params = {'eval_triples': 200}  # climbkit-eval --quick: the validation MRR on a seeded sample of 200 triples
     model_keys = ('model', 'd_model', 'n_layers', 'n_heads', 'dim_feedforward', 'max_seq_len', 'rel_attention_bias')
+    help = {'model': "transformer, distmult or complex", 'd_model': "embedding and transformer width", 'n_layers': "transformer blocks",
+            'n_heads': "attention heads (must divide d_model)", 'dim_feedforward': "feed-forward width",
+            'max_seq_len': "3: just (entity, relation, [MASK]); longer adds the entity's neighbourhood", 'rel_attention_bias': "learned relative-position attention bias (False: absolute positions)",
+            'dropout': "dropout in the blocks", 'label_smoothing': "label smoothing of the 1-N cross-entropy", 'n_families': "data='builtin' (a family-tree graph): how many families",
+            'eval_triples': "0: rank the whole validation split at each evaluation; N: a sample of N triples",
+            'baseline': "a classic model (distmult) trained the same way and reported beside ('none': skip)"}
     data_keys = ('data', 'n_families')
     checks = {'model': (lambda v: v in KG_MODELS, "one of 'transformer', 'distmult', 'complex'"),
-              'd_model': _positive, 'n_layers': _positive, 'n_heads': _positive, 'dim_feedforward': _positive,
+              'd_model': positive_check, 'n_layers': positive_check, 'n_heads': positive_check, 'dim_feedforward': positive_check,
               'max_seq_len': (lambda v: v >= 3, 'at least 3 (entity, relation, mask; more adds neighbourhood context)'),
               'dropout': (lambda v: 0 <= v < 1, 'between 0 and 1'), 'label_smoothing': (lambda v: 0 <= v < 1, 'between 0 and 1'),
               'n_families': (lambda v: v >= 1, 'a positive number of families'),
               'eval_triples': (lambda v: v >= 0, '0 (the whole validation split) or a number of triples to sample'),
               'baseline': (lambda v: v in ('distmult', 'complex', 'none'), "'distmult', 'complex' or 'none'")}
 
-    label_smoothing = 0.1  # the run's value, set by `build_data`: `loss` sees only the model and the batch
 
     def build_data(self, cfg) -> Data:
-        self.label_smoothing = cfg.label_smoothing
         if str(cfg.data) == 'builtin': kg = family_kg(cfg.n_families)
-        else:
-            kg = resolve_kg(cfg.data)
-            cfg.data = str(Path(cfg.data).expanduser().resolve())  # found from any notebook later
+        else: kg = resolve_kg(cfg.data)
         print(kg.summary() + (' (from cache)' if kg.from_cache else ''))
         return kg_data(kg, cfg.batch_size, cfg.seed)
 
@@ -513,7 +513,7 @@ class KGTask(Task):
 
     def loss(self, model, batch):
         "Cross-entropy over all entities; label smoothing while training only, so the validation loss compares with the baselines."
-        smooth = self.label_smoothing if model.training else 0.0
+        smooth = self.cfg.label_smoothing if model.training else 0.0
         return F.cross_entropy(model(batch['query']).float(), batch['target'], label_smoothing=smooth), len(batch['target'])
 
     def baselines(self, data) -> dict:

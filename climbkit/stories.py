@@ -14,9 +14,10 @@ from torch import nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .core import ClimbkitError, Config, save_figure, in_kernel, run_config
+from .core import ClimbkitError, Config, save_figure, in_kernel, positive_check
 from .data import Data, TensorLoader, cached, file_digest, read_json_records, records_dataset, split_indices, trim_padding
-from .learner import Task, register_task, load_checkpoint_file, check_model_matches
+from .task import Task, register_task
+from .run import load_run, restore_model
 
 # %% auto #0
 __all__ = ['FRAMES', 'SLOTS', 'FEMALE', 'MALE', 'ANIMALS', 'THINGS', 'FOODS', 'BUILT', 'PLACES', 'FEELINGS', 'ATTRIBUTES',
@@ -531,7 +532,6 @@ def show_stories(samples:list[dict]):
         print(f"{s['text']:50} {filled}" + (f"  parsed differently: {diff}" if diff else ''))
 
 # %% ../nbs/31_stories.ipynb #0ddc54fe
-_pos = (lambda v: v > 0, 'a positive integer')
 _weight = (lambda v: v >= 0 and math.isfinite(v), 'a number, 0 or more')
 
 def prior_losses(sd:StoryData) -> dict:
@@ -555,20 +555,20 @@ class StoriesTask(Task):
                     w_parse=1.0, w_gen=1.0, w_cycle=0.5, gumbel_tau=1.0,
                     epochs=15, batch_size=32, lr=3e-3, warmup_steps=50, weight_decay=0.01)
     model_keys = ('hidden_dim', 'max_len', 'num_rules')
+    help = {'num_stories': "data='builtin': stories to generate; a TinyStories file: stories to read", 'num_rules': "frames (rules) a parse chooses from",
+            'hidden_dim': "width of the parser and the generator", 'max_len': "tokens a sentence may have", 'dropout': "dropout in both models",
+            'w_parse': "weight of the parse loss (cross-entropy on the slots)", 'w_gen': "weight of the generation loss (token cross-entropy)",
+            'w_cycle': "weight of the cycle-consistency loss", 'gumbel_tau': "temperature of the straight-through Gumbel-softmax in the cycle"}
     data_keys = ('data', 'num_stories', 'num_rules')
     checks = {'data': (lambda v: str(v) == 'builtin' or Path(str(v)).suffix.lower() in FILE_KINDS,
                        "'builtin' or the path of a .json, .jsonl or .txt file of stories"),
-              'num_stories': _pos, 'num_rules': (lambda v: 2 <= v <= len(FRAMES), f'between 2 and {len(FRAMES)}'),
+              'num_stories': positive_check, 'num_rules': (lambda v: 2 <= v <= len(FRAMES), f'between 2 and {len(FRAMES)}'),
               'hidden_dim': (lambda v: v >= 4, 'at least 4'), 'max_len': (lambda v: 4 <= v <= 512, 'between 4 and 512 tokens'),
               'dropout': (lambda v: 0 <= v < 1, 'between 0 and 1'), 'w_parse': _weight, 'w_gen': _weight, 'w_cycle': _weight,
               'gumbel_tau': (lambda v: v > 0 and math.isfinite(v), 'a positive number')}
-    weights = (1.0, 1.0, 0.5, 1.0)  # the run's w_parse, w_gen, w_cycle, gumbel_tau, set by `build_data`: `loss` sees only the model and batch
 
     def build_data(self, cfg) -> Data:
         if cfg.w_parse + cfg.w_gen + cfg.w_cycle <= 0: raise ClimbkitError("Parameters 'w_parse', 'w_gen' and 'w_cycle' are all 0: nothing to learn.")
-        self.weights = (cfg.w_parse, cfg.w_gen, cfg.w_cycle, cfg.gumbel_tau)
-        if str(cfg.data) != 'builtin':
-            cfg.data = str(Path(cfg.data).expanduser().resolve())  # found from any notebook later
         sd = story_data(cfg.data, cfg.num_stories, cfg.num_rules, cfg.max_len, cfg.get('valid_frac', 0.1), cfg.get('seed', 0))
         print(sd.summary() + (' (from cache)' if sd.from_cache else ''))
         return story_loaders(sd, cfg.batch_size, cfg.get('seed', 0))
@@ -579,13 +579,13 @@ class StoriesTask(Task):
 
     def loss(self, model, batch):
         "(weighted total, sentences, {'parse', 'gen', 'cycle'}): the learner logs the parts as train_parse_loss, valid_gen_loss..."
-        w_parse, w_gen, w_cycle, tau = self.weights
+        c = self.cfg; w_parse, w_gen, w_cycle, tau = c.w_parse, c.w_gen, c.w_cycle, c.gumbel_tau
         return story_loss(model, batch, w_parse, w_gen, w_cycle, tau)
 
     def baselines(self, data) -> dict:
         "The weighted total of a model that ignores its input (slot priors, unigram words): comparable with `valid_loss`."
         p = prior_losses(data.info['stories'])
-        w_parse, w_gen, w_cycle, _ = self.weights
+        c = self.cfg; w_parse, w_gen, w_cycle = c.w_parse, c.w_gen, c.w_cycle
         return {'priors (no input)': w_parse * p['parse'] + w_gen * p['gen'] + w_cycle * (p['parse'] + p['gen']) / 2}
 
     def evaluate(self, model, data, cfg) -> dict:
@@ -674,20 +674,14 @@ TRAIN_FALLBACK = {'seed': 0, 'valid_frac': 0.1, 'task': 'stories'}
 
 def load_story_run(run_dir, checkpoint:str='best.pt'):
     "(task, model, data, cfg) of a finished `stories` run: the data rebuilt from its config, the model from `checkpoints/<checkpoint>`."
-    run_dir = Path(run_dir).expanduser()
-    cfg = run_config(run_dir)
-    if not cfg: raise ClimbkitError(f"{run_dir} is not a run folder: expected {run_dir/'config.json'}.")
-    if cfg.get('task') != 'stories': raise ClimbkitError(f"Run {run_dir} is of task {cfg.get('task')!r}, expected 'stories'.")
-    path = run_dir/'checkpoints'/checkpoint
-    if not path.exists(): raise ClimbkitError(f"Run {run_dir} has no checkpoints/{checkpoint}: has it finished an epoch?")
+    run_dir, cfg, path = load_run(run_dir, 'stories', checkpoint)
     task = StoriesTask()
     cfg = Config({**TRAIN_FALLBACK, **task.defaults, **cfg})
     import contextlib
+    task.setup(cfg)
     with contextlib.redirect_stdout(io.StringIO()): data = task.build_data(cfg)
     model = task.build_model(cfg, data)
-    ck = load_checkpoint_file(path)
-    check_model_matches(ck, model, cfg, task.model_keys, path)
-    model.load_state_dict(ck['model']); model.eval()
+    restore_model(model, path, cfg, task.model_keys)
     return task, model, data, cfg
 
 # %% ../nbs/31_stories.ipynb #b1b1d417

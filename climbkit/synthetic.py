@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .core import ClimbkitError
 from .cpu import LinearReLU, linear_relu_timings, choose_precision, autocast
 from .data import Data, TensorLoader, split_indices
-from .learner import Task, register_task
+from .task import Task, register_task
 from .metrics import prior_cross_entropy
 
 # %% auto #0
@@ -71,6 +71,8 @@ class SyntheticTask(Task):
     defaults = dict(n_samples=5000, d_in=784, n_classes=10, hidden='1024,1024,512', fused='auto', epochs=5, batch_size=128,
                     lr=0.01, optimizer='lamb', warmup_steps=20, weight_decay=0.01)
     model_keys = ('d_in', 'n_classes', 'hidden')
+    help = {'n_samples': "teacher-labelled samples to generate", 'd_in': "inputs", 'n_classes': "classes",
+            'hidden': "hidden widths, comma-separated", 'fused': "auto: LinearReLU layers where they measured faster here; True; False"}
     data_keys = ('n_samples', 'd_in', 'n_classes')
     checks = {'n_samples': (lambda v: v >= 10, 'at least 10'), 'd_in': (lambda v: v >= 1, 'a positive integer'),
               'n_classes': (lambda v: v >= 2, 'at least 2'), 'fused': (lambda v: str(v).lower() in ('auto', 'true', 'false'), "'auto', True or False")}

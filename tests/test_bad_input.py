@@ -3,7 +3,7 @@ import hashlib, json
 from pathlib import Path
 import pytest
 from climbkit.core import ClimbkitError
-from climbkit.learner import start_run
+from climbkit.run import start_run
 from conftest import TINY, papermill, notebook_text
 
 QUIET = {k: v for k, v in TINY.items() if k not in ('samples_per_grade', 'sample_grades')}

@@ -21,8 +21,10 @@ import torch
 
 import climbkit.core as core
 from climbkit.core import ClimbkitError
-from climbkit.learner import start_run, resolve_run_config, load_checkpoint_file
-from climbkit.climb import load_route_file, climb_tensors
+from climbkit.learner import load_checkpoint_file
+from climbkit.run import start_run, resolve_run_config
+from climbkit.climb import load_route_file
+from climbkit.climb_data import climb_tensors
 from climbkit.aurora import load_aurora_db, make_aurora_test_db
 from climbkit.climb_eval import load_generator, load_grader
 from climbkit.bench import profile

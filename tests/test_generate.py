@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, SHARED, TINY, papermill, notebook_text
 from climbkit.core import ClimbkitError, raises
-from climbkit.learner import start_run
+from climbkit.run import start_run
 from climbkit.climb import Route, moonboard, RouteTransformer
 from climbkit.climb_eval import (GenerationPanel, load_generator, load_grader, find_grader, evaluate_generator,
                                  route_metrics, largest_gap)

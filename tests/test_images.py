@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest, torch
 from conftest import papermill, notebook_text, metrics, stop_with_sigterm, ROOT
 from climbkit.core import ClimbkitError
-from climbkit.learner import start_run, load_checkpoint_file
+from climbkit.learner import load_checkpoint_file
+from climbkit.run import start_run
 
 BIN = Path(sys.executable).parent
 

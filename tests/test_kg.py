@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from conftest import papermill, notebook_text, metrics, stop_with_sigterm, SHARED
 from climbkit.core import ClimbkitError
-from climbkit.learner import start_run, load_checkpoint_file
+from climbkit.learner import load_checkpoint_file
+from climbkit.run import start_run
 from climbkit.kg import family_kg, kg_data, evaluate_split, RelationPrior
 
 BIN = Path(sys.executable).parent

@@ -3,7 +3,8 @@ import os, sys, time, signal, subprocess, textwrap
 import pytest
 from pathlib import Path
 import torch
-from climbkit.learner import start_run, load_checkpoint_file
+from climbkit.learner import load_checkpoint_file
+from climbkit.run import start_run
 from conftest import TINY
 
 def test_sigkill_then_resume(tmp_path):
@@ -11,7 +12,7 @@ def test_sigkill_then_resume(tmp_path):
     params = {k: v for k, v in TINY.items() if k not in ('samples_per_grade', 'sample_grades')}
     params.update(out_dir=str(runs), name='k', epochs=40, save_every=1)
     script = textwrap.dedent(f'''
-        from climbkit.learner import start_run
+        from climbkit.run import start_run
         _, learn = start_run({params!r}); learn.fit()
     ''')
     proc = subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ)
@@ -80,7 +81,7 @@ def test_killed_at_random_moments_resumes_exactly(tmp_path):
 
 SCRIPT = '''
 import sys
-from climbkit.learner import start_run
+from climbkit.run import start_run
 _, learn = start_run({params!r})
 print('training', flush=True)
 learn.fit()

@@ -5,7 +5,7 @@ import json, os, shutil, sys, subprocess
 from pathlib import Path
 import pytest
 from conftest import ROOT, TINY, notebook_text
-from climbkit.learner import start_run
+from climbkit.run import start_run
 
 def run_notebook(nb, out, cwd, params=(), env=None):
     "papermill `nb` -> `out` with the kernel's working folder `cwd`; the finished process."

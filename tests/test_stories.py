@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from conftest import papermill, notebook_text, metrics, stop_with_sigterm
 from climbkit.core import ClimbkitError
-from climbkit.learner import start_run, load_checkpoint_file
+from climbkit.learner import load_checkpoint_file
+from climbkit.run import start_run
 
 BIN = Path(sys.executable).parent
 SMALL = dict(task='stories', num_stories=100, epochs=5, batch_size=8, hidden_dim=32, num_rules=4, threads=1)  # the report's run
