@@ -11,13 +11,15 @@ from typing import Sequence
 import torch
 
 from .core import ClimbkitError
+from .run import load_run
 from .data import cached, file_digest, records_dataset
 from .climb import (Board, Route, RouteTokenizer, LoadReport, moonboard, parse_hold, generate_routes, builtin_moonboard,
                             load_route_file)
 from .aurora import load_aurora_db, is_sqlite
 
 # %% auto #0
-__all__ = ['PROCESSING_VERSION', 'route_record', 'prepare_routes', 'file_board', 'ClimbData', 'climb_tensors', 'RouteSplit']
+__all__ = ['PROCESSING_VERSION', 'route_record', 'prepare_routes', 'file_board', 'ClimbData', 'climb_tensors', 'RouteSplit',
+           'load_climb_run', 'run_data']
 
 # %% ../nbs/12_climb_data.ipynb #52af9535
 PROCESSING_VERSION = 2
@@ -104,3 +106,20 @@ class RouteSplit:
     def tensors(self) -> dict: return self.climb_data.tensors
     def __getitem__(self, key:str): return getattr(self, key)
 
+
+# %% ../nbs/12_climb_data.ipynb #d6d50bb8
+def _resolve_data(cfg:dict, run_dir:Path) -> str:
+    data = cfg.get('data', 'builtin')
+    if data == 'builtin' or Path(data).expanduser().exists(): return data
+    for base in (run_dir.parent.parent, run_dir.parent):  # a relative path given where the run was started
+        if (base/data).exists(): return str(base/data)
+    raise ClimbkitError(f"Run {run_dir} was trained on data {data!r}, which is not found from here; pass the run's data file.")
+
+def load_climb_run(run_dir, task:str, checkpoint:str='best.pt', required=()):
+    "(folder, settings, checkpoint path, `ClimbData`) of a trained run of the climbing family."
+    run_dir, cfg, path = load_run(run_dir, task, checkpoint, required)
+    return run_dir, cfg, path, run_data(cfg, run_dir)
+
+def run_data(cfg:dict, run_dir:Path):
+    "The `ClimbData` a run was trained on (from the processed cache when it is there)."
+    return climb_tensors(_resolve_data(cfg, run_dir), cfg.get('n_routes', 11000), cfg.get('angle', 40), cfg.get('layout', 0))

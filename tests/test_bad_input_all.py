@@ -26,7 +26,8 @@ from climbkit.run import start_run, resolve_run_config
 from climbkit.climb import load_route_file
 from climbkit.climb_data import climb_tensors
 from climbkit.aurora import load_aurora_db, make_aurora_test_db
-from climbkit.climb_eval import load_generator, load_grader
+from climbkit.climb_grader import load_grader
+from climbkit.climb_eval import load_generator
 from climbkit.bench import profile
 from climbkit.synthetic import synthetic_data
 from climbkit.data import cache_root

@@ -6,8 +6,9 @@ from conftest import ROOT, SHARED, TINY, papermill, notebook_text
 from climbkit.core import ClimbkitError, raises
 from climbkit.run import start_run
 from climbkit.climb import Route, moonboard, RouteTransformer
-from climbkit.climb_eval import (GenerationPanel, load_generator, load_grader, find_grader, evaluate_generator,
-                                 route_metrics, largest_gap)
+from climbkit.climb_grader import load_grader, find_grader
+from climbkit.climb_eval import load_generator, evaluate_generator, route_metrics, largest_gap
+from climbkit.climb_panel import GenerationPanel
 
 GEN = dict(d_model=32, n_layers=1, n_heads=2, dim_feedforward=64, batch_size=64, threads=1, n_routes=800, metric_samples=4)
 
