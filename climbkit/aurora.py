@@ -124,64 +124,77 @@ def _test_difficulty(g, xy, start, middle, finish, feet) -> float:
     moves = np.hypot(*np.diff(xy[path].astype(float), axis=0).T)
     return moves.mean() / 8 + 0.5 * moves.max() / 8 - 0.3 * len(feet) - 0.15 * len(path) + g.normal(0, 0.3)
 
-def make_aurora_test_db(path, n_climbs:int=300, seed:int=0, layouts=(1,), angles=(40,)) -> Path:
-    "Write a small Kilter-like Aurora database to `path` (a new file): `n_climbs` climbs on `layouts` at `angles`, and a few bad ones."
-    path = Path(path)
-    if path.exists(): raise ClimbkitError(f"{path} exists; make_aurora_test_db writes a new file, give it a path that does not exist.")
-    if n_climbs < 1 or not layouts or not angles:
-        raise ClimbkitError(f"make_aurora_test_db needs n_climbs >= 1 and some layouts and angles, got {n_climbs}, {layouts}, {angles}.")
-    layouts, angles = [int(l) for l in layouts], [int(a) for a in angles]
-    g, holes = np.random.default_rng(seed), _test_holes()
-    xy, hand = holes[:, :2], holes[:, 3] != 15
-    pid = lambda li, i: 1000 * (li + 1) + i  # placement id of hole i on the li-th layout
-    def frames(li, roles):  # the app's frames string, in placement order
-        return ''.join(f'p{p}r{r}' for p, r in sorted((pid(li, i), _ROLE_ID[role]) for role, idx in roles.items() for i in idx))
-    raw, lw = [], 1 / np.arange(1, len(layouts) + 1)  # the first layout gets most climbs
-    while len(raw) < n_climbs:
-        z = g.beta(2, 2.5)
-        c = _test_climb(g, xy, hand, z)
-        if c: raw.append((c, _test_difficulty(g, xy, *c)))
-    scores = np.array([s for _, s in raw])
-    cuts = np.quantile(scores, np.cumsum(_GRADE_SHARE)[:-1] / _GRADE_SHARE.sum())
-    climbs, stats = [], []
-    def add(li, roles, diff, name, angle, draft=0, listed=1, n_frames=1, fr=None, stats_at=None):
+class _TestClimbs:
+    "The climbs and climb_stats rows of a test database, drawn in one fixed order from generator `g` (so a seed gives the same file)."
+    def __init__(self, g, layouts:list, angles:list):
+        self.g, self.layouts, self.angles, self.holes = g, layouts, angles, _test_holes()
+        self.xy, self.hand = self.holes[:, :2], self.holes[:, 3] != 15
+        self.climbs, self.stats = [], []
+
+    def pid(self, li:int, i:int) -> int: return 1000 * (li + 1) + i  # placement id of hole i on the li-th layout
+
+    def frames(self, li:int, roles:dict) -> str:
+        "The app's frames string, in placement order."
+        return ''.join(f'p{p}r{r}' for p, r in sorted((self.pid(li, i), _ROLE_ID[role]) for role, idx in roles.items() for i in idx))
+
+    def add(self, li, roles, diff, name, angle, draft=0, listed=1, n_frames=1, fr=None, stats_at=None):
+        "One climb on the li-th layout set at `angle`, and its stats at the angles `stats_at` (default: all)."
+        g, xy = self.g, self.xy
         u = uuid.UUID(bytes=g.bytes(16)).hex
         ids = [i for idx in roles.values() for i in idx if 0 <= i < len(xy)]
         x, y = (xy[ids, 0], xy[ids, 1]) if ids else ([0], [0])
-        climbs.append((u, layouts[li], int(g.integers(1, 7)), _SETTERS[int(g.integers(len(_SETTERS)))], name, '', 1,
-                       int(min(x)) - 4, int(max(x)) + 4, int(min(y)) - 4, int(max(y)) + 4, angle, n_frames, 0,
-                       fr or frames(li, roles), draft, listed, f'2023-{1 + len(climbs) % 12:02d}-01 12:00:00.000000'))
-        for a in (stats_at if stats_at is not None else angles):
+        self.climbs.append((u, self.layouts[li], int(g.integers(1, 7)), _SETTERS[int(g.integers(len(_SETTERS)))], name, '', 1,
+                            int(min(x)) - 4, int(max(x)) + 4, int(min(y)) - 4, int(max(y)) + 4, angle, n_frames, 0,
+                            fr or self.frames(li, roles), draft, listed, f'2023-{1 + len(self.climbs) % 12:02d}-01 12:00:00.000000'))
+        for a in (stats_at if stats_at is not None else self.angles):
             avg = float(np.clip(diff + (a - angle) / 5 * 0.7 + g.normal(0, 0.3), 10, 33))  # steeper is harder
             bench = float(round(avg)) if g.random() < 0.05 else None
             display = None if g.random() < 0.04 else bench or avg  # some rows have only the average
-            stats.append((u, a, display, bench, int(1 + g.geometric(0.05)), avg, round(float(g.uniform(1, 3)), 2), None, None))
-    for (c, s) in raw:
-        li = int(g.choice(len(layouts), p=lw / lw.sum()))
-        angle = angles[int(g.integers(len(angles)))]
-        at = [] if g.random() < 0.04 else [a for a in angles if a == angle or g.random() < 0.6]  # some not yet climbed
-        name = f'{_WORDS[0][int(g.integers(10))]} {_WORDS[1][int(g.integers(10))]}'
-        add(li, dict(zip(('start', 'middle', 'finish', 'feet'), c)), 10 + int(np.searchsorted(cuts, s)), name, angle, stats_at=at)
-    # a draft, an unlisted climb and broken ones, all on the first layout at the first angle
-    (st, mid, fin, ft), _ = raw[0]
-    ok, a0 = dict(start=st, middle=mid, finish=fin, feet=ft), angles[0]
-    low = [int(i) for i in np.flatnonzero(hand & (xy[:, 1] >= 16) & (xy[:, 1] <= 48)) if i not in st + mid + fin + ft]
-    mid_y = [int(i) for i in np.flatnonzero(hand & (abs(xy[:, 1] - 80) <= 4))]
-    every = [int(i) for i in np.flatnonzero(hand)][:45]
-    for name, kw in [('Draft', dict(draft=1)), ('Unlisted', dict(listed=0)),
-                     ('Bad: malformed frames', dict(fr=frames(0, ok)[:-3] + 'x')),
-                     ('Bad: unknown placement', dict(fr=frames(0, ok) + 'p99999r13')),
-                     ('Bad: unknown role', dict(fr=frames(0, ok).replace('r13', 'r99', 1))),
-                     ('Bad: three start holds', dict(roles={**ok, 'start': low[:3]})),
-                     ('Bad: no finish hold', dict(roles={**ok, 'middle': mid + fin, 'finish': []})),
-                     ('Bad: two holds', dict(roles=dict(start=st[:1], finish=fin[:1]))),
-                     ('Bad: hold used twice', dict(fr=frames(0, ok) + f'p{pid(0, mid[0])}r13')),
-                     ('Bad: finish mid-board', dict(roles={**ok, 'middle': [m for m in mid if xy[m, 1] < 76] or low[3:4],
-                                                           'finish': mid_y[:1]})),
-                     ('Bad: 45 holds', dict(roles=dict(start=every[:1], middle=every[1:44], finish=every[44:]))),
-                     ('Bad: multi-frame', dict(fr=frames(0, ok) + ',' + frames(0, ok), n_frames=2))]:
-        roles = kw.pop('roles', ok)
-        add(0, roles, 18, name, a0, stats_at=[a0], **kw)
+            self.stats.append((u, a, display, bench, int(1 + g.geometric(0.05)), avg, round(float(g.uniform(1, 3)), 2), None, None))
+
+    def add_good(self, n_climbs:int) -> list:
+        "`n_climbs` climbs graded by difficulty quantiles like real boards, spread over the layouts (the first gets most) and angles."
+        g, raw, lw = self.g, [], 1 / np.arange(1, len(self.layouts) + 1)
+        while len(raw) < n_climbs:
+            z = g.beta(2, 2.5)
+            c = _test_climb(g, self.xy, self.hand, z)
+            if c: raw.append((c, _test_difficulty(g, self.xy, *c)))
+        scores = np.array([s for _, s in raw])
+        cuts = np.quantile(scores, np.cumsum(_GRADE_SHARE)[:-1] / _GRADE_SHARE.sum())
+        for (c, s) in raw:
+            li = int(g.choice(len(self.layouts), p=lw / lw.sum()))
+            angle = self.angles[int(g.integers(len(self.angles)))]
+            at = [] if g.random() < 0.04 else [a for a in self.angles if a == angle or g.random() < 0.6]  # some not yet climbed
+            name = f'{_WORDS[0][int(g.integers(10))]} {_WORDS[1][int(g.integers(10))]}'
+            self.add(li, dict(zip(('start', 'middle', 'finish', 'feet'), c)), 10 + int(np.searchsorted(cuts, s)), name, angle, stats_at=at)
+        return raw
+
+    def add_bad(self, first:tuple):
+        "A draft, an unlisted climb and broken ones, made from the `first` good climb's holds, on the first layout at the first angle."
+        xy, hand, frames, a0 = self.xy, self.hand, self.frames, self.angles[0]
+        st, mid, fin, ft = first
+        ok = dict(start=st, middle=mid, finish=fin, feet=ft)
+        low = [int(i) for i in np.flatnonzero(hand & (xy[:, 1] >= 16) & (xy[:, 1] <= 48)) if i not in st + mid + fin + ft]
+        mid_y = [int(i) for i in np.flatnonzero(hand & (abs(xy[:, 1] - 80) <= 4))]
+        every = [int(i) for i in np.flatnonzero(hand)][:45]
+        for name, kw in [('Draft', dict(draft=1)), ('Unlisted', dict(listed=0)),
+                         ('Bad: malformed frames', dict(fr=frames(0, ok)[:-3] + 'x')),
+                         ('Bad: unknown placement', dict(fr=frames(0, ok) + 'p99999r13')),
+                         ('Bad: unknown role', dict(fr=frames(0, ok).replace('r13', 'r99', 1))),
+                         ('Bad: three start holds', dict(roles={**ok, 'start': low[:3]})),
+                         ('Bad: no finish hold', dict(roles={**ok, 'middle': mid + fin, 'finish': []})),
+                         ('Bad: two holds', dict(roles=dict(start=st[:1], finish=fin[:1]))),
+                         ('Bad: hold used twice', dict(fr=frames(0, ok) + f'p{self.pid(0, mid[0])}r13')),
+                         ('Bad: finish mid-board', dict(roles={**ok, 'middle': [m for m in mid if xy[m, 1] < 76] or low[3:4],
+                                                               'finish': mid_y[:1]})),
+                         ('Bad: 45 holds', dict(roles=dict(start=every[:1], middle=every[1:44], finish=every[44:]))),
+                         ('Bad: multi-frame', dict(fr=frames(0, ok) + ',' + frames(0, ok), n_frames=2))]:
+            roles = kw.pop('roles', ok)
+            self.add(0, roles, 18, name, a0, stats_at=[a0], **kw)
+
+def _write_test_db(path:Path, tc:_TestClimbs):
+    "The tables the loader reads, with the climbs of `tc`."
+    xy, layouts = tc.xy, tc.layouts
     with closing(sqlite3.connect(path)) as con, con:
         con.executescript(_SCHEMA)
         con.execute("INSERT INTO products VALUES (1, 'Kilter Board', 1, NULL, 1, 1)")
@@ -193,13 +206,25 @@ def make_aurora_test_db(path, n_climbs:int=300, seed:int=0, layouts=(1,), angles
         con.executemany('INSERT INTO holes VALUES (?, 1, ?, ?, ?, ?, 0)',
                         [(i + 1, str(i + 1), x, y, at.get((144 - x, y))) for i, (x, y) in enumerate(xy.tolist())])
         con.executemany('INSERT INTO placements VALUES (?, ?, ?, ?, ?)',
-                        [(pid(li, i), l, i + 1, int(s), int(r)) for li, l in enumerate(layouts) for i, (_, _, s, r) in enumerate(holes)])
+                        [(tc.pid(li, i), l, i + 1, int(s), int(r)) for li, l in enumerate(layouts) for i, (_, _, s, r) in enumerate(tc.holes)])
         con.executemany('INSERT INTO placement_roles VALUES (?, 1, ?, ?, ?, ?, ?)', _ROLES)
         con.executemany('INSERT INTO difficulty_grades VALUES (?, ?, NULL, 1)',
                         [(10 + i, f'{gr.lower()}/{V_SCALE[gr]}') for i, gr in enumerate(FONT_GRADES)])
-        con.executemany(f'INSERT INTO climbs VALUES ({", ".join("?" * 18)})', climbs)
-        con.executemany(f'INSERT INTO climb_stats VALUES ({", ".join("?" * 9)})', stats)
+        con.executemany(f'INSERT INTO climbs VALUES ({", ".join("?" * 18)})', tc.climbs)
+        con.executemany(f'INSERT INTO climb_stats VALUES ({", ".join("?" * 9)})', tc.stats)
+
+def make_aurora_test_db(path, n_climbs:int=300, seed:int=0, layouts=(1,), angles=(40,)) -> Path:
+    "Write a small Kilter-like Aurora database to `path` (a new file): `n_climbs` climbs on `layouts` at `angles`, and a few bad ones."
+    path = Path(path)
+    if path.exists(): raise ClimbkitError(f"{path} exists; make_aurora_test_db writes a new file, give it a path that does not exist.")
+    if n_climbs < 1 or not layouts or not angles:
+        raise ClimbkitError(f"make_aurora_test_db needs n_climbs >= 1 and some layouts and angles, got {n_climbs}, {layouts}, {angles}.")
+    tc = _TestClimbs(np.random.default_rng(seed), [int(l) for l in layouts], [int(a) for a in angles])
+    raw = tc.add_good(n_climbs)
+    tc.add_bad(raw[0][0])
+    _write_test_db(path, tc)
     return path
+
 
 # %% ../nbs/11_aurora.ipynb #ca0b2b43
 _REQUIRED = {'climbs': ('uuid', 'layout_id', 'frames'), 'climb_stats': ('climb_uuid', 'angle'),
@@ -252,6 +277,24 @@ def _route(rec, holds, alias, roles, grades, setup, has_bench) -> tuple[Route, l
     if problems := route.problems(MAX_AURORA_HOLDS): raise ValueError('; '.join(problems))
     return route, notes
 
+def _pick_layout(con, graded:str, counts:dict, layouts:dict, path, angle:int, layout:int) -> int:
+    "The layout to read: `layout`, or with 0 the one with most graded climbs at `angle`; a missing or empty one is named with what there is."
+    def angles_with(where='', args=()):
+        rows = con.execute(f'SELECT s.angle, COUNT(*) {graded} {where} GROUP BY s.angle ORDER BY s.angle', args).fetchall()
+        return ', '.join(f'{a}° ({n})' for a, n in rows) or 'none at any angle'
+    if layout == 0:
+        if not counts:
+            raise ClimbkitError(f"{path} has no graded climb at angle={angle}°; angles with graded climbs: {angles_with()}.")
+        return max(counts, key=lambda l: (counts[l], -l))
+    if layout not in layouts:
+        have = '; '.join(f'{i} ({n}: {counts.get(i, 0)} graded climbs at {angle}°)' for i, (n, _) in layouts.items())
+        raise ClimbkitError(f"Parameter 'layout' is {layout}, which {path} does not have; available layouts: {have or 'none'}; "
+                            f"or 0 for the one with most climbs.")
+    if not counts.get(layout):
+        raise ClimbkitError(f"Layout {layout} ({layouts[layout][0]}) of {path} has no graded climb at angle={angle}°; angles with "
+                            f"graded climbs on it: {angles_with('AND c.layout_id = ?', (layout,))}.")
+    return layout
+
 def _read(con, cols, path, angle, layout) -> tuple:
     "Pick the layout and read its holds, the roles, the grades and the graded climbs at `angle` (see `load_aurora_db`)."
     col = lambda t, c, a: f'{a}.{c}' if c in cols[t] else 'NULL'
@@ -262,20 +305,7 @@ def _read(con, cols, path, angle, layout) -> tuple:
     counts = dict(con.execute(f'SELECT c.layout_id, COUNT(*) {graded} AND s.angle = ? GROUP BY c.layout_id', (angle,)))
     layouts = {i: (n or f'Layout {i}', p) for i, n, p in con.execute(
         f"SELECT id, {col('layouts', 'name', 'l')}, {col('layouts', 'product_id', 'l')} FROM layouts l ORDER BY id")}
-    def angles_with(where='', args=()):
-        rows = con.execute(f'SELECT s.angle, COUNT(*) {graded} {where} GROUP BY s.angle ORDER BY s.angle', args).fetchall()
-        return ', '.join(f'{a}° ({n})' for a, n in rows) or 'none at any angle'
-    if layout == 0:
-        if not counts:
-            raise ClimbkitError(f"{path} has no graded climb at angle={angle}°; angles with graded climbs: {angles_with()}.")
-        layout = max(counts, key=lambda l: (counts[l], -l))
-    elif layout not in layouts:
-        have = '; '.join(f'{i} ({n}: {counts.get(i, 0)} graded climbs at {angle}°)' for i, (n, _) in layouts.items())
-        raise ClimbkitError(f"Parameter 'layout' is {layout}, which {path} does not have; available layouts: {have or 'none'}; "
-                            f"or 0 for the one with most climbs.")
-    elif not counts.get(layout):
-        raise ClimbkitError(f"Layout {layout} ({layouts[layout][0]}) of {path} has no graded climb at angle={angle}°; angles with "
-                            f"graded climbs on it: {angles_with('AND c.layout_id = ?', (layout,))}.")
+    layout = _pick_layout(con, graded, counts, layouts, path, angle, layout)
     lname, product = layouts.get(layout, (f'Layout {layout}', None))
     holds, alias, at = {}, {}, {}
     for p, x, y in con.execute('SELECT p.id, h.x, h.y FROM placements p JOIN holes h ON h.id = p.hole_id WHERE p.layout_id = ? '

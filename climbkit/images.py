@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from .core import ClimbkitError, ClimbkitWarning, atomic_write, save_figure, in_kernel
 from .data import Data, TensorLoader, cached, cache_root
 from .task import Task, register_task
+from .bench import bench_learner, train_steps
 
 # %% auto #0
 __all__ = ['IMAGE_FORMAT', 'VAL_NAMES', 'PATTERNS', 'BUILTIN_VERSION', 'IMAGENET_MEAN', 'IMAGENET_STD', 'ARCHS', 'image_files',
@@ -487,7 +488,6 @@ def speed_table(arch:str='resnet50', image_size:int=224, batch_size:int=32, step
                 precisions=('fp32', 'bf16'), layouts=(False, True)):
     "Training speed (images/s, ms a step) of `arch` for each precision x channels_last, as a pandas DataFrame."
     import pandas as pd
-    from climbkit.bench import bench_learner, train_steps
     rows = []
     for prec in precisions:
         for cl in layouts:

@@ -113,11 +113,8 @@ def load_kg(folder) -> KG:
 MALE_NAMES = ('adam', 'ben', 'carl', 'dan', 'eric', 'finn', 'gus', 'hugo', 'ivan', 'jack', 'karl', 'leo', 'max', 'noah', 'omar', 'paul')
 FEMALE_NAMES = ('anna', 'bea', 'cora', 'dina', 'emma', 'fay', 'gina', 'hana', 'ines', 'jana', 'kate', 'lena', 'mia', 'nora', 'olga', 'pia')
 
-def family_kg(n_families:int=80, seed:int=0, valid_frac:float=0.1, test_frac:float=0.1) -> KG:
-    "Deterministic three-generation family trees: base facts for training, facts implied by rules split train/valid/test."
-    if not isinstance(n_families, int) or isinstance(n_families, bool) or n_families < 1:
-        raise ClimbkitError(f"Parameter 'n_families' must be a positive whole number, got {n_families!r}.")
-    rng = random.Random(seed)
+def _family_trees(n_families:int, rng) -> tuple[list, dict, dict, dict, dict]:
+    "Three-generation families: (names, male, father, mother, spouse), drawn from `rng`."
     male, names, father, mother, spouse = {}, [], {}, {}, {}
     def person(is_male):
         name = f"{rng.choice(MALE_NAMES if is_male else FEMALE_NAMES)}_{len(names):04d}"
@@ -134,9 +131,10 @@ def family_kg(n_families:int=80, seed:int=0, valid_frac:float=0.1, test_frac:flo
             partner = person(not male[child]); marry(child, partner)
             f, m = (child, partner) if male[child] else (partner, child)
             children(f, m, rng.randint(0, 3))
-    base = [(p, 'gender', 'male' if male[p] else 'female') for p in names]
-    base += [(f, 'father_of', k) for k, f in father.items()] + [(m, 'mother_of', k) for k, m in mother.items()]
-    base += [(a, 'spouse_of', b) for a, b in spouse.items()]
+    return names, male, father, mother, spouse
+
+def _implied_facts(male:dict, father:dict, mother:dict) -> set:
+    "The facts the family rules imply: son/daughter, grandparents, uncles/aunts, nephews/nieces, cousins, siblings."
     kids = {}
     for k in father: kids.setdefault(father[k], []).append(k); kids.setdefault(mother[k], []).append(k)
     sex = lambda p, m, f: m if male[p] else f
@@ -151,8 +149,19 @@ def family_kg(n_families:int=80, seed:int=0, valid_frac:float=0.1, test_frac:flo
                 if s != p: implied.update((k, 'cousin_of', c) for c in kids.get(s, ()))
         for s in kids[father[k]]:
             if s != k: implied.update({(k, 'sibling_of', s), (k, sex(k, 'brother_of', 'sister_of'), s)})
+    return implied
+
+def family_kg(n_families:int=80, seed:int=0, valid_frac:float=0.1, test_frac:float=0.1) -> KG:
+    "Deterministic three-generation family trees: base facts for training, facts implied by rules split train/valid/test."
+    if not isinstance(n_families, int) or isinstance(n_families, bool) or n_families < 1:
+        raise ClimbkitError(f"Parameter 'n_families' must be a positive whole number, got {n_families!r}.")
+    rng = random.Random(seed)
+    names, male, father, mother, spouse = _family_trees(n_families, rng)
+    base = [(p, 'gender', 'male' if male[p] else 'female') for p in names]
+    base += [(f, 'father_of', k) for k, f in father.items()] + [(m, 'mother_of', k) for k, m in mother.items()]
+    base += [(a, 'spouse_of', b) for a, b in spouse.items()]
     by_rel = {}
-    for t in sorted(implied): by_rel.setdefault(t[1], []).append(t)
+    for t in sorted(_implied_facts(male, father, mother)): by_rel.setdefault(t[1], []).append(t)
     splits = {'train': list(base), 'valid': [], 'test': []}
     for rel, facts in sorted(by_rel.items()):
         rng.shuffle(facts)

@@ -12,7 +12,7 @@ from torch import nn
 from .core import (ClimbkitError, Config, ALIASES, ACCEPTED_ALIASES, resolve_config, load_config_file, seed_everything,
                            atomic_write, atomic_save_json, new_run_dir, find_run_dir, RunLock, check_run_dir_writable, runs_dir,
                            read_run_config)
-from .cpu import set_threads
+from .cpu import set_threads, choose_precision
 from .data import Data
 from .task import Task, TRAIN_DEFAULTS, TRAIN_CHECKS, get_task, known_tasks
 from .learner import Callback, Learner, distributed, on_rank0, _device, load_checkpoint_file, check_model_matches
@@ -132,8 +132,9 @@ def standard_callbacks(cfg:Config, refs:dict|None=None) -> list[Callback]:
     return cbs
 
 def build_parts(task:Task, cfg:Config) -> tuple[Data, nn.Module, dict]:
-    "Give the task its parameters, set threads and seeds, then build the task's data and model; also returns the seconds each took."
-    task.setup(cfg)
+    "Give the task its parameters, device and precision, set threads and seeds, then build the task's data and model; also returns the seconds each took."
+    device = _device(cfg.device)
+    task.setup(cfg, device, choose_precision(cfg.precision, device)[0])
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
     t0 = time.perf_counter(); data = task.build_data(cfg)

@@ -615,6 +615,17 @@ def valid_perplexity(model:StoryModel, t:dict, bs:int=512) -> float:
         tot += token_ce(model.generate_logits(one_hots(slots, model.sizes), toks[:, :-1]), toks, lens).item() * k; n += k
     return math.exp(tot / max(n, 1))
 
+def _print_story_report(name:str, out:dict, pa:dict, mj:dict):
+    "The parse table (model beside the majority baseline, slot by slot) and the generation figures, as plain lines."
+    print(f"{name}: {out['valid_sentences']:,} validation sentences")
+    print(f"{'slot':8} {'model':>7} {'majority':>9}")
+    for s in SLOTS: print(f"{s:8} {pa[f'acc_{s}']:7.3f} {mj[f'acc_{s}']:9.3f}")
+    print(f"{'mean':8} {pa['acc']:7.3f} {mj['acc']:9.3f}   (component-wise parse accuracy)")
+    print(f"{'exact':8} {pa['exact']:7.3f} {mj['exact']:9.3f}   (all five slots right)")
+    print(f"the agent is named in {out['agent_named']:.1%} of the sentences (else a pronoun: the parse cannot know which character)")
+    print(f"perplexity {out['perplexity']:.2f} (unigram {out['unigram_perplexity']:.1f}); chrF from the true structure {out['chrf_from_truth']:.1f}, "
+          f"text -> parse -> text {out['chrf_cycle']:.1f}; cycle accuracy (structure -> text -> structure) {out['cycle_acc']:.3f}")
+
 def story_report(model:StoryModel, sd:StoryData, run_dir=None, n_examples:int=8) -> dict:
     t = sd.tensors(sd.valid_idx)
     pred = parse_all(model, t['tokens'], t['lengths'])
@@ -632,14 +643,7 @@ def story_report(model:StoryModel, sd:StoryData, run_dir=None, n_examples:int=8)
            'chrf_from_truth': chrf(from_truth, refs), 'chrf_cycle': chrf(cycle, refs), 'cycle_acc': ca['acc'], 'cycle_exact_match': ca['exact'],
            'valid_sentences': len(pred),
            'agent_named': sum(sd.structure(i)['agent'] in words(sd.texts[i]) for i in sd.valid_idx.tolist()) / max(len(pred), 1)}
-    print(f"{sd.name}: {len(pred):,} validation sentences")
-    print(f"{'slot':8} {'model':>7} {'majority':>9}")
-    for s in SLOTS: print(f"{s:8} {pa[f'acc_{s}']:7.3f} {mj[f'acc_{s}']:9.3f}")
-    print(f"{'mean':8} {pa['acc']:7.3f} {mj['acc']:9.3f}   (component-wise parse accuracy)")
-    print(f"{'exact':8} {pa['exact']:7.3f} {mj['exact']:9.3f}   (all five slots right)")
-    print(f"the agent is named in {out['agent_named']:.1%} of the sentences (else a pronoun: the parse cannot know which character)")
-    print(f"perplexity {ppl:.2f} (unigram {out['unigram_perplexity']:.1f}); chrF from the true structure {out['chrf_from_truth']:.1f}, "
-          f"text -> parse -> text {out['chrf_cycle']:.1f}; cycle accuracy (structure -> text -> structure) {ca['acc']:.3f}")
+    _print_story_report(sd.name, out, pa, mj)
     short = lambda s: ' '.join(f'{k}={v}' for k, v in s.items() if v != 'none')
     ex = [{'sentence': sd.texts[i], 'true parse': short(sd.structure(i)), 'predicted parse': short(decode_structure(pred[j], sd.frames)),
            'regenerated': cycle[j]} for j, i in enumerate(sd.valid_idx.tolist()[:n_examples])]

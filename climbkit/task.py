@@ -25,9 +25,9 @@ class Task:
     checks: dict = {}           # parameter -> (predicate, 'what was expected')
     quick_params: dict = {}     # overrides for a quick evaluation of a checkpoint (`evaluate_checkpoint(quick=True)`)
     def __init__(self): self.cfg = Config(self.defaults)  # until `setup`: the task's defaults
-    def setup(self, cfg:Config):
-        "Called with the run's resolved parameters before anything is built; `loss` and `evaluate` read them as `self.cfg`."
-        self.cfg = cfg
+    def setup(self, cfg:Config, device:torch.device|None=None, precision:str='fp32'):
+        "Called with the run's resolved parameters, device and precision before anything is built; the task reads them as `self.cfg`, `self.device`, `self.precision` (in `build_model` too)."
+        self.cfg, self.device, self.precision = cfg, device or torch.device('cpu'), precision
     def build_data(self, cfg:Config) -> Data: raise NotImplementedError
     def build_model(self, cfg:Config, data:Data) -> nn.Module: raise NotImplementedError
     def loss(self, model:nn.Module, batch:dict) -> tuple[torch.Tensor, int]:
