@@ -3,6 +3,7 @@ inside functions); the machinery imports no family; no machinery module outgrows
 in the package 40."""
 import ast
 from pathlib import Path
+import pytest
 from conftest import ROOT
 from climbkit.task import MACHINERY
 
@@ -36,8 +37,9 @@ def test_the_machinery_imports_no_family():
         families = GRAPH[m] - MACHINERY
         assert not families, f'climbkit/{m}.py imports the families {sorted(families)}'
 
-def test_the_climbing_family_points_down():
-    order = ['climb', 'aurora', 'climb_data', 'climb_grader', 'climb_eval', 'climb_task', 'climb_panel']
+@pytest.mark.parametrize('order', [['climb', 'aurora', 'climb_data', 'climb_grader', 'climb_eval', 'climb_task', 'climb_panel'],
+                                   ['stories', 'story_model', 'story_task']], ids=['climb', 'stories'])
+def test_each_family_points_down(order):
     for i, m in enumerate(order):
         up = GRAPH[m] & set(order[i + 1:])
         assert not up, f'climbkit/{m}.py imports {sorted(up)}, which come after it'

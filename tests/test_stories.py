@@ -54,7 +54,7 @@ def test_generate_notebook_writes_from_a_structure(small_run, tmp_path):
     assert p.returncode != 0 and 'flies' in notebook_text(tmp_path/'bad.ipynb')
 
 def test_story_panel_without_a_browser(small_run):
-    from climbkit.stories import load_story_run, StoryPanel
+    from climbkit.story_task import load_story_run, StoryPanel
     _, run = small_run
     task, model, data, cfg = load_story_run(run)
     panel = StoryPanel(model, data, n=2, seed=1).set(frame='finds', agent='tom', object='ball')
