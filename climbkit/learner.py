@@ -287,6 +287,7 @@ def one_period(self) -> bool:
     tr = self.train_period()
     if tr is None: return False
     self.history.append(self._record(tr))
+    self._judge(self.history[-1])
     self._cb('after_epoch')
     if self.interrupt and not self.stop:
         self.stop, self.stop_reason = True, f'{self.interrupt} at step {self.step}' if self.stepwise else f'{self.interrupt} after epoch {self.epoch}'
@@ -294,7 +295,7 @@ def one_period(self) -> bool:
 
 @method_of(Learner)
 def _record(self, tr:dict) -> dict:
-    "The history row of the period just trained (validating it), with `is_best` and `best` updated."
+    "The history row of the period just trained, validating it."
     rec, inside = {'epoch': self.epoch + 1, **tr}, self.batch_in_epoch > 0  # inside: validated inside an epoch
     if self.stepwise: rec.update(eval=self.epoch + 1, epoch=round(self.data_pos / len(self.data.train), 3))
     elif inside: rec['epoch'] = round(self.epoch + self.batch_in_epoch / self.n_batches, 3)
@@ -305,12 +306,16 @@ def _record(self, tr:dict) -> dict:
     if inside:  # the next rows' training figures start afresh from here (and so does a resume from here)
         self._loss_sum, self.items_seen, self._part_sums, self.epoch_time = torch.zeros((), dtype=torch.float64), 0, {}, 0.0
     else: self.epoch += 1
+    return rec
+
+@method_of(Learner)
+def _judge(self, rec:dict):
+    "Whether the row's monitored figure is the best so far (`is_best`, `best`); a `monitor` the evaluation does not give is named."
     if self.cfg.monitor not in rec:
         figures = ', '.join(k for k in rec if k.startswith('valid_') and k != 'valid_time')
         raise ClimbkitError(f"Parameter 'monitor' is {self.cfg.monitor!r}, but this task's evaluation gives {figures}.")
     self.is_best = self.improved(rec[self.cfg.monitor])
     if self.is_best: self.best = rec[self.cfg.monitor]
-    return rec
 
 @method_of(Learner)
 def _where(self) -> str: return f'at step {self.step}' if self.stepwise else f'during epoch {self.current_epoch}'
