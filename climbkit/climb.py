@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_climb.ipynb #de3ee7cf
 from __future__ import annotations
-import math, re
+import math, re, functools
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -21,8 +21,8 @@ from .cpu import FastDropout
 __all__ = ['COLUMNS', 'N_ROWS', 'FONT_GRADES', 'V_SCALE', 'GRADES', 'MAX_START', 'MAX_FINISH', 'MIN_HOLDS', 'MAX_HOLDS',
            'ROLE_COLORS', 'GRADE_SHARE', 'ROUTE_MODEL_KEYS', 'parse_hold', 'hold_name', 'parse_grade', 'Board',
            'moonboard', 'Route', 'RouteTokenizer', 'draw_route', 'draw_routes', 'builtin_board', 'builtin_moonboard',
-           'route_difficulty', 'generate_routes', 'route_from_record', 'LoadReport', 'load_route_file',
-           'causal_attention', 'Block', 'RouteTransformer', 'Samples', 'sample_routes']
+           'route_difficulty', 'generate_routes', 'builtin_grade_cuts', 'computed_grade', 'route_from_record',
+           'LoadReport', 'load_route_file', 'causal_attention', 'Block', 'RouteTransformer', 'Samples', 'sample_routes']
 
 # %% ../nbs/10_climb.ipynb #5fcb41cf
 COLUMNS = 'ABCDEFGHIJK'
@@ -318,8 +318,8 @@ def route_difficulty(start, middle, finish, board) -> float:
     n = len(start) + len(middle) + len(finish)
     return 0.55 * np.mean(moves) + 0.25 * max(moves) + 3.0 * np.mean(q) + 1.2 * max(q) - 0.12 * n
 
-def generate_routes(n:int=11000, seed:int=2016) -> list[Route]:
-    "`n` plausible routes on the built-in board, deterministic in `seed`, graded by what they are."
+def _builtin_climbs(n:int, seed:int) -> list[tuple]:
+    "The built-in generator's first `n` climbs, each ((start, middle, finish), score): the route's difficulty plus label noise."
     g, board = np.random.default_rng(seed), builtin_board(seed)
     raw = []
     while len(raw) < n:
@@ -329,11 +329,30 @@ def generate_routes(n:int=11000, seed:int=2016) -> list[Route]:
         density = np.clip(1.45 - 0.6 * z + g.normal(0, 0.1), 0.8, 1.8)
         out = _climb_one(g, board, max(2.5, reach), pref, density)
         if out: raw.append((out, route_difficulty(*out, board) + g.normal(0, 0.15)))
+    return raw
+
+def _grade_cuts(scores:np.ndarray) -> np.ndarray:
+    "The scores between neighbouring grades: quantiles that give each grade its share of a real MoonBoard set."
+    return np.quantile(scores, np.cumsum(GRADE_SHARE)[:-1] / GRADE_SHARE.sum())
+
+def generate_routes(n:int=11000, seed:int=2016) -> list[Route]:
+    "`n` plausible routes on the built-in board, deterministic in `seed`, graded by what they are."
+    raw = _builtin_climbs(n, seed)
     scores = np.array([s for _, s in raw])
-    cuts = np.quantile(scores, np.cumsum(GRADE_SHARE)[:-1] / GRADE_SHARE.sum())
-    grades = np.searchsorted(cuts, scores)
+    grades = np.searchsorted(_grade_cuts(scores), scores)
     return [Route([hold_name(*h) for h in st], [hold_name(*h) for h in mid], [hold_name(*h) for h in fin], GRADES[gi])
             for ((st, mid, fin), _), gi in zip(raw, grades)]
+
+# %% ../nbs/10_climb.ipynb #5f0f1ebe
+@functools.lru_cache(maxsize=4)
+def builtin_grade_cuts(n:int=11000, seed:int=2016) -> np.ndarray:
+    "The difficulty scores between neighbouring grades in `generate_routes(n, seed)`."
+    return _grade_cuts(np.array([s for _, s in _builtin_climbs(n, seed)]))
+
+def computed_grade(route:Route, n:int=11000, seed:int=2016) -> str:
+    "The grade the built-in rule gives `route` (a route on the built-in board): its difficulty without noise, binned by `generate_routes(n, seed)`'s cuts."
+    holds = [[parse_hold(h) for h in hs] for hs in (route.start, route.middle, route.finish)]
+    return GRADES[int(np.searchsorted(builtin_grade_cuts(n, seed), route_difficulty(*holds, builtin_board(seed))))]
 
 # %% ../nbs/10_climb.ipynb #609d22fc
 def _lower_keys(o):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from torch import nn
@@ -16,14 +16,14 @@ from .core import ClimbkitError, save_figure
 from .data import split_indices
 from .run import restore_model
 from .metrics import novelty, uniqueness, jaccard_diversity, js_divergence, ordinal_agreement
-from .climb import Board, Route, RouteTokenizer, RouteTransformer, ROUTE_MODEL_KEYS, sample_routes, parse_grade
+from .climb import Board, Route, RouteTokenizer, RouteTransformer, ROUTE_MODEL_KEYS, sample_routes, parse_grade, computed_grade
 from .climb_data import ClimbData, load_climb_run
 from .climb_grader import Grader, find_grader, check_grader
 
 # %% auto #0
 __all__ = ['METRIC_NAMES', 'METRIC_GROUPS', 'METRICS_NOTE', 'Generator', 'load_generator', 'hold_set', 'largest_gap', 'reach_of',
-           'route_metrics', 'real_grade_reference', 'evaluate_generator', 'plot_distribution_match', 'metrics_table',
-           'climb_report']
+           'route_metrics', 'rule_grades', 'real_grade_reference', 'evaluate_generator', 'plot_distribution_match',
+           'metrics_table', 'climb_report']
 
 # %% ../nbs/14_climb_eval.ipynb #14618a88
 @dataclass
@@ -85,9 +85,10 @@ def _grade_matched(real:Sequence[Route], counts:dict, board:Board, seed:int=0):
     return holds, usage, sample
 
 def route_metrics(samples:Sequence[Route|None], wanted:Sequence[str], board:Board, train_routes:Sequence[Route],
-                  reach:float, grader:Grader|None=None, retried:int|None=None) -> dict:
+                  reach:float, grader:Grader|None=None, retried:int|None=None, rule:Callable|None=None) -> dict:
     """Metrics of `samples` (None: no route), each asked for the grade in `wanted`, against the real `train_routes`;
-    `retried`: how many of them needed a fresh constrained draw (None: unconstrained decoding, no retry or failure shares)."""
+    `retried`: how many of them needed a fresh constrained draw (None: unconstrained decoding, no retry or failure shares);
+    `rule`: route -> its true grade, where the data have one (the built-in data: `climb.computed_grade`)."""
     ok = [i for i, s in enumerate(samples) if s is not None and not board.problems(s)]
     valid, n = [samples[i] for i in ok], max(len(samples), 1)
     m = {'samples': len(samples), 'validity': len(valid) / n, 'plausibility': sum(largest_gap(s, board) <= reach for s in valid) / n}
@@ -107,7 +108,23 @@ def route_metrics(samples:Sequence[Route|None], wanted:Sequence[str], board:Boar
         a = ordinal_agreement([g.index(p) for p in pred], [g.index(wanted[i]) for i in ok])
         m.update(grade_exact=a['exact'], grade_within_1=a['within_1'], grade_mae=a['mae'])
         m.update(real_grade_reference(grader, [wanted[i] for i in ok]))
+    if rule is not None: m.update(rule_grades(valid, [wanted[i] for i in ok], train_routes, board, rule))
     return m
+
+def rule_grades(valid:Sequence[Route], wanted:Sequence[str], real:Sequence[Route], board:Board, rule:Callable) -> dict:
+    "The true grade of each valid sample against the grade asked for, and, the ceiling, real routes' labels against their own true grade (each grade weighted as in `wanted`)."
+    g = board.grades
+    a = ordinal_agreement([g.index(rule(s)) for s in valid], [g.index(w) for w in wanted])
+    out = {'rule_grade_exact': a['exact'], 'rule_grade_within_1': a['within_1'], 'rule_grade_mae': a['mae']}
+    counts = {w: wanted.count(w) for w in set(wanted)}
+    by = {w: [r for r in real if r.grade == w][:200] for w in counts}  # 200 a grade is plenty for a share
+    counts = {w: c for w, c in counts.items() if by[w]}
+    if counts:
+        tot = sum(counts.values())
+        ref = {w: ordinal_agreement([g.index(rule(r)) for r in by[w]], [g.index(w)] * len(by[w])) for w in counts}
+        out.update(real_rule_grade_exact=sum(ref[w]['exact'] * c for w, c in counts.items()) / tot,
+                   real_rule_grade_within_1=sum(ref[w]['within_1'] * c for w, c in counts.items()) / tot)
+    return out
 
 def real_grade_reference(grader:Grader, wanted:Sequence[str]) -> dict:
     "How well the grader grades real routes it never saw, of the `wanted` grades (each grade weighted as in `wanted`)."
@@ -137,6 +154,8 @@ def evaluate_generator(gen:Generator, grades:Sequence[str]|None=None, n:int=32, 
     if grader is not None and grader.board != gen.board:
         raise ClimbkitError(f'Grader {grader.run_dir} was trained on {grader.board.name}, not on {gen.board.name}; it cannot grade these routes.')
     reach = reach_of(train, gen.board)
+    n_routes = gen.cfg.get('n_routes', 11000)  # the built-in data: every route's true grade is known (`computed_grade`)
+    rule = (lambda r: computed_grade(r, n_routes)) if gen.cfg.get('data', 'builtin') == 'builtin' else None
     rows, samples = {}, {}
     for constrained in (True, False):
         key = 'constrained' if constrained else 'unconstrained'
@@ -144,9 +163,9 @@ def evaluate_generator(gen:Generator, grades:Sequence[str]|None=None, n:int=32, 
         retried = lambda gs: sum(by_grade[g].retried for g in gs) if constrained else None
         flat = [s for g in grades for s in by_grade[g]]
         wanted = [g for g in grades for _ in range(n)]
-        rows[key] = route_metrics(flat, wanted, gen.board, train, reach, grader, retried(grades))
+        rows[key] = route_metrics(flat, wanted, gen.board, train, reach, grader, retried(grades), rule)
         if per_grade:
-            for g in grades: rows[f'{key} {g}'] = route_metrics(by_grade[g], [g] * n, gen.board, train, reach, grader, retried([g]))
+            for g in grades: rows[f'{key} {g}'] = route_metrics(by_grade[g], [g] * n, gen.board, train, reach, grader, retried([g]), rule)
         samples[key] = by_grade
     rows['reach'] = reach
     return rows, samples
@@ -176,13 +195,18 @@ def plot_distribution_match(samples:Sequence[Route], real:Sequence[Route], board
 METRIC_NAMES = {'samples': 'samples', 'validity': 'valid', 'plausibility': 'plausible', 'retried': 'retried', 'failed': 'failed',
                 'novelty': 'novel', 'uniqueness': 'unique', 'diversity': 'diversity', 'holds_js': 'JS holds', 'usage_js': 'JS usage',
                 'grade_exact': 'grade exact', 'grade_within_1': 'grade ±1', 'grade_mae': 'grade MAE',
-                'real_diversity': 'real div.', 'real_grade_exact': 'real: exact', 'real_grade_mae': 'real: MAE'}
+                'rule_grade_exact': 'rule exact', 'rule_grade_within_1': 'rule ±1', 'rule_grade_mae': 'rule MAE',
+                'real_diversity': 'real div.', 'real_grade_exact': 'real: exact', 'real_grade_mae': 'real: MAE',
+                'real_rule_grade_exact': 'real: rule exact', 'real_rule_grade_within_1': 'real: rule ±1'}
 METRIC_GROUPS = {'of all samples': ('samples', 'validity', 'plausibility', 'retried', 'failed'),
-                 'of valid samples': ('novelty', 'uniqueness', 'diversity', 'holds_js', 'usage_js', 'grade_exact', 'grade_within_1', 'grade_mae'),
-                 'real routes, same grades': ('real_diversity', 'real_grade_exact', 'real_grade_mae')}
+                 'of valid samples': ('novelty', 'uniqueness', 'diversity', 'holds_js', 'usage_js', 'grade_exact', 'grade_within_1', 'grade_mae',
+                                      'rule_grade_exact', 'rule_grade_within_1', 'rule_grade_mae'),
+                 'real routes, same grades': ('real_diversity', 'real_grade_exact', 'real_grade_mae', 'real_rule_grade_exact', 'real_rule_grade_within_1')}
 METRICS_NOTE = ("valid: constrained decoding is valid by construction (its grammar allows only valid routes; 'retried' and 'failed' are "
                 "the shares of samples that needed a fresh draw and that still had no route); unconstrained validity is measured. "
-                "Columns 'of valid samples' are computed over the valid samples only.")
+                "Columns 'of valid samples' are computed over the valid samples only. grade: the grade predictor's verdict; "
+                "rule (only with data='builtin'): the grade the data's own rule gives the route, exact, with no judge; 'real: rule' is how often "
+                "real routes' labels equal their own rule grade, the ceiling the labels' noise sets.")
 
 def metrics_table(rows:dict):
     "The metric rows as a DataFrame: a row per decoding, columns grouped by their denominator, constrained validity marked."
@@ -207,7 +231,7 @@ def climb_report(model, data, cfg, run_dir=None) -> dict:
     grader = check_grader(path, gen.board) if path else None
     print('grader: ' + (str(path) if path else 'none (grader=none)' if choice == 'none' else
                         f'none found for {gen.board.name} (train one: -p task climb_grade)'))
-    try: rows, samples = evaluate_generator(gen, n=cfg.get('metric_samples', 32), seed=cfg.get('seed', 0), grader=grader)
+    try: rows, samples = evaluate_generator(gen, n=cfg.get('metric_samples', 32), seed=cfg.get('seed', 0), grader=grader, per_grade=True)
     except ClimbkitError as e:  # e.g. too few routes per grade: the run itself is fine, so say so and go on
         print(f'No route metrics: {e}'); return {'route_metrics': None, 'grader': str(path) if path else None}
     print(f"{cfg.get('metric_samples', 32)} samples per grade at temperature 1; reach limit {rows['reach']:.2f} board units")

@@ -174,7 +174,9 @@ class ClimbGradeTask(Task):
             for k in ('model, most likely grade', 'model, median grade'):
                 f, vv = rows[k]
                 table[f'{k} (repeated 5+ times)'] = {'font': ordinal_agreement(f[rated], y_font[rated]), 'v': ordinal_agreement(vv[rated], y_v[rated])}
-        out = {'test_routes': len(test), 'majority_grade': grades[maj_font], 'grade_accuracy': table,
+        per_grade = {grades[gi]: {'n': int((y_font == gi).sum()), 'font': ordinal_agreement(font['argmax'][y_font == gi], y_font[y_font == gi]),
+                                  'v': ordinal_agreement(v['argmax'][y_font == gi], y_v[y_font == gi])} for gi in sorted(set(y_font.tolist()))}
+        out = {'test_routes': len(test), 'majority_grade': grades[maj_font], 'grade_accuracy': table, 'per_grade': per_grade,
                'published': [dict(zip(('source', 'exact', 'within_1', 'mae'), r)) for r in PUBLISHED]}
         print(format_grade_table(out))
         fig = plot_confusion(font['argmax'], y_font, grades)
@@ -186,7 +188,8 @@ class ClimbGradeTask(Task):
 def format_grade_table(rep:dict) -> str:
     "The grade-accuracy report as a text table."
     published = {f"{p['source']} (published, V scale)": p for p in rep['published']}  # most likely the V scale: under the V columns
-    w = max(len(k) for k in (*rep['grade_accuracy'], *published))
+    by_grade = {f"  true {g} ({V_SCALE[g]}): {r['n']} routes": r for g, r in rep.get('per_grade', {}).items()}
+    w = max(len(k) for k in (*rep['grade_accuracy'], *published, *by_grade))
     lines = [f"test split: {rep['test_routes']} routes; majority grade {rep['majority_grade']}",
              f"{'':{w}s} {'Font: exact':>11s} {'within 1':>9s} {'MAE':>6s} | {'V: exact':>8s} {'within 1':>9s} {'MAE':>6s}"]
     for label, r in rep['grade_accuracy'].items():
@@ -195,6 +198,10 @@ def format_grade_table(rep:dict) -> str:
     fmt = lambda v, pct=True: ('' if v is None else f'{v:.1%}' if pct else f'{v:.2f}')
     for label, p in published.items():
         lines.append(f"{label:{w}s} {'':>11s} {'':>9s} {'':>6s} | {fmt(p['exact']):>8s} {fmt(p['within_1']):>9s} {fmt(p['mae'], False):>6s}")
+    if by_grade: lines.append(f"{'model, most likely grade, by true grade:':{w}s} {'':>11s} {'':>9s} {'':>6s} |")
+    for label, r in by_grade.items():
+        f, v = r['font'], r['v']
+        lines.append(f"{label:{w}s} {f['exact']:11.1%} {f['within_1']:9.1%} {f['mae']:6.2f} | {v['exact']:8.1%} {v['within_1']:9.1%} {v['mae']:6.2f}")
     return '\n'.join(lines)
 
 def plot_confusion(pred, target, grades:Sequence[str], ax=None):

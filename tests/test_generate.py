@@ -48,6 +48,7 @@ def test_train_notebook_reports_route_metrics(tmp_path, runs):
     assert (runs/'gen2'/'figures'/'distribution.png').exists()
     text = notebook_text(out)
     assert 'unconstrained' in text and '1 (by construction)' in text and 'of valid samples' in text
+    assert any(k.startswith('constrained ') for k in m) and 'rule_grade_exact' in c  # grade by grade; the built-in data's true grades
 
 def test_route_metrics_separate_trained_from_untrained(runs):
     "Floors a trained tiny generator clears and the same model untrained does not (measured: 0.80, 0.75, 0.04 against 0, 0.17, 0.42)."
