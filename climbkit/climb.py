@@ -352,7 +352,13 @@ def builtin_grade_cuts(n:int=11000, seed:int=2016) -> np.ndarray:
 def computed_grade(route:Route, n:int=11000, seed:int=2016) -> str:
     "The grade the built-in rule gives `route` (a route on the built-in board): its difficulty without noise, binned by `generate_routes(n, seed)`'s cuts."
     holds = [[parse_hold(h) for h in hs] for hs in (route.start, route.middle, route.finish)]
-    return GRADES[int(np.searchsorted(builtin_grade_cuts(n, seed), route_difficulty(*holds, builtin_board(seed))))]
+    return GRADES[int(np.searchsorted(builtin_grade_cuts(n, seed), route_difficulty(*holds, _board_of(seed))))]
+
+@functools.lru_cache(maxsize=4)
+def _board_of(seed:int) -> np.ndarray:
+    "`builtin_board(seed)`, made once: `computed_grade` grades many routes (read-only)."
+    board = builtin_board(seed); board.flags.writeable = False
+    return board
 
 # %% ../nbs/10_climb.ipynb #609d22fc
 def _lower_keys(o):

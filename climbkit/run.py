@@ -255,9 +255,9 @@ def load_run(run_dir, task:str|None=None, checkpoint:str='best.pt', required=())
     if missing: raise ClimbkitError(f"{run_dir/'config.json'} lacks the model's shape ({', '.join(missing)}); is it a climbkit run's config?")
     return run_dir, cfg, path
 
-def restore_model(model:nn.Module, path, cfg:dict, model_keys=()) -> dict:
-    "Load checkpoint `path`'s weights into `model` (in eval mode) after checking it was saved from a model of the same shape; returns the checkpoint."
-    ck = load_checkpoint_file(path)
+def restore_model(model:nn.Module, path, cfg:dict, model_keys=(), ck:dict|None=None) -> dict:
+    "Load checkpoint `path`'s weights (read already if `ck` is given) into `model` (in eval mode) after checking it was saved from a model of the same shape; returns the checkpoint."
+    ck = ck if ck is not None else load_checkpoint_file(path)
     check_model_matches(ck, model, cfg, model_keys, path)
     model.load_state_dict(ck['model']); model.eval()
     return ck
@@ -275,7 +275,7 @@ def evaluate_checkpoint(path, quick:bool=False, **params) -> dict:
          **(task.quick_params if quick else {}), **{k: v for k, v in params.items() if v is not None}}
     task, cfg = resolve_run_config(p)
     data, model, _ = build_parts(task, cfg)
-    restore_model(model, path, cfg, task.model_keys)
+    restore_model(model, path, cfg, task.model_keys, ck=ck)  # the file is read once
     t0 = time.perf_counter()
     with torch.no_grad(): figures = task.evaluate(model, data, cfg) if quick else task.report(model, data, cfg, None)
     return {'checkpoint': str(path), 'task': cfg.task, 'step': ck.get('step'), 'epoch': ck.get('epoch'), 'quick': quick,
