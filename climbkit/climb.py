@@ -142,6 +142,9 @@ class Route:
 class RouteTokenizer:
     "Routes <-> token ids for `board`: `BOS grade start | middle | finish [| feet] EOS`, a hold = x token + y token."
     specials = ['<pad>', '<bos>', '<eos>', '|']
+    # the null grade of classifier-free guidance: <pad> is never read where a grade is, so its input embedding is free,
+    # and checkpoints from before guidance keep their shape
+    any_grade = 0
     def __init__(self, board:Board|None=None):
         self.board = b = board or moonboard()
         self.itos = self.specials + b.grades + b.x_labels + b.y_labels
@@ -512,7 +515,10 @@ class Samples(list):
     @property
     def failed(self) -> int: return sum(r is None for r in self)
 
-def _check_sampling(tok:RouteTokenizer, grade, n, temperature, top_k, retries):
+def _check_sampling(tok:RouteTokenizer, grade, n, temperature, top_k, retries, guidance=1.0, best_of=1, score=None):
+    if guidance < 0: raise ClimbkitError(f"Parameter 'guidance' must be 0 or more (1: plain conditional sampling), got {guidance}.")
+    if best_of < 1: raise ClimbkitError(f"Parameter 'best_of' must be a positive count of candidates per route, got {best_of}.")
+    if best_of > 1 and score is None: raise ClimbkitError("Parameter 'best_of' needs a judge to rank the candidates (a grade predictor); none was given.")
     if temperature <= 0: raise ClimbkitError(f"Parameter 'temperature' must be positive, got {temperature}.")
     if top_k < 0: raise ClimbkitError(f"Parameter 'top_k' must be 0 (off) or a positive count, got {top_k}.")
     if n < 1: raise ClimbkitError(f"Parameter 'n' (samples) must be a positive count, got {n}.")
@@ -520,12 +526,19 @@ def _check_sampling(tok:RouteTokenizer, grade, n, temperature, top_k, retries):
     if str(grade).strip().upper() not in tok.board.grades:
         raise ClimbkitError(f"Parameter 'grade' is {grade!r}; {tok.board.name} has grades {', '.join(tok.board.grades)}.")
 
-def _draw(model, tok:RouteTokenizer, grade, n, temperature, top_k, gen, constrained) -> list[list[int]]:
-    "`n` token sequences from `<bos> grade`, each until `<eos>` or the length limit of `tok` and `model`."
+def _next_logits(model, seqs:torch.Tensor, any_grade:int, guidance:float) -> torch.Tensor:
+    "The next token's logits; with `guidance` other than 1, classifier-free guidance: free + guidance × (conditional − free)."
     dev = next(model.parameters()).device
+    if guidance == 1: return model(seqs.to(dev))[:, -1].float().cpu()
+    free = seqs.clone(); free[:, 1] = any_grade  # the same prefix, the grade replaced by the null grade
+    cond, uncond = model(torch.cat([seqs, free]).to(dev))[:, -1].float().cpu().log_softmax(-1).chunk(2)
+    return uncond + guidance * (cond - uncond)
+
+def _draw(model, tok:RouteTokenizer, grade, n, temperature, top_k, gen, constrained, guidance=1.0) -> list[list[int]]:
+    "`n` token sequences from `<bos> grade`, each until `<eos>` or the length limit of `tok` and `model`."
     seqs, done = torch.tensor([[tok.bos, tok.grade_id(grade)]] * n), torch.zeros(n, dtype=torch.bool)
     while not done.all() and seqs.shape[1] < min(tok.max_len, getattr(model, 'max_seq_len', tok.max_len)):
-        logits = (model(seqs.to(dev))[:, -1].float().cpu() / temperature)
+        logits = _next_logits(model, seqs, tok.any_grade, guidance) / temperature
         if constrained: logits = logits.masked_fill(~torch.stack([tok.allowed_next(s.tolist()) for s in seqs]), float('-inf'))
         if top_k: logits = logits.masked_fill(logits < logits.topk(min(top_k, logits.shape[1]), -1).values[:, -1:], float('-inf'))
         nxt = torch.multinomial(logits.softmax(-1), 1, generator=gen).squeeze(1)
@@ -544,21 +557,35 @@ def _generator(seed, attempt:int):
     if seed is None: return None
     return torch.Generator().manual_seed(seed if attempt == 0 else int(np.random.SeedSequence([seed % 2**64, attempt]).generate_state(1)[0]))
 
+def _draw_routes(draw, tok:RouteTokenizer, n:int, constrained:bool, retries:int) -> Samples:
+    "`n` routes from `draw(k, attempt)`, a constrained draw that ends in none redrawn up to `retries` times."
+    out = [_route_or_none(tok, s, constrained) for s in draw(n, 0)]
+    todo = [i for i, r in enumerate(out) if r is None] if constrained and retries else []
+    retried = len(todo)
+    for attempt in range(1, retries + 1):
+        if not todo: break
+        for i, s in zip(todo, draw(len(todo), attempt)): out[i] = _route_or_none(tok, s, True)
+        todo = [i for i in todo if out[i] is None]
+    return Samples(out, retried)
+
+def _best_of(cands:Samples, k:int, grade:str, score) -> Samples:
+    "Of each `k` consecutive candidates, the one `score(routes, grade)` rates highest (any route before None)."
+    routes = [r for r in cands if r is not None]
+    rated = dict(zip(map(id, routes), score(routes, grade) if routes else []))
+    pick = lambda grp: max(grp, key=lambda r: -math.inf if r is None else float(rated[id(r)]))
+    return Samples([pick(cands[i:i + k]) for i in range(0, len(cands), k)], cands.retried)
+
 @torch.no_grad()
 def sample_routes(model:nn.Module, grade:str, n:int=6, temperature:float=1.0, top_k:int=0, seed:int|None=None,
-                  tok:RouteTokenizer|None=None, constrained:bool=True, retries:int=3) -> Samples:
-    "Sample `n` routes of `grade` from `model` (None: no route); a constrained draw that ends in none is redrawn up to `retries` times."
+                  tok:RouteTokenizer|None=None, constrained:bool=True, retries:int=3, guidance:float=1.0,
+                  best_of:int=1, score=None) -> Samples:
+    """Sample `n` routes of `grade` from `model` (None: no route); a constrained draw that ends in none is redrawn up to
+    `retries` times. `guidance`: classifier-free guidance (1: plain conditional sampling; the model must have learned the
+    null grade). `best_of`: draw that many candidates per route and keep the one `score(routes, grade)` rates highest."""
     tok = tok or RouteTokenizer()
-    _check_sampling(tok, grade, n, temperature, top_k, retries)
-    draw = lambda k, attempt: _draw(model, tok, grade, k, temperature, top_k, _generator(seed, attempt), constrained)
+    _check_sampling(tok, grade, n, temperature, top_k, retries, guidance, best_of, score)
+    draw = lambda k, attempt: _draw(model, tok, grade, k, temperature, top_k, _generator(seed, attempt), constrained, guidance)
     was_training = model.training; model.eval()
-    try:
-        out = [_route_or_none(tok, s, constrained) for s in draw(n, 0)]
-        todo = [i for i, r in enumerate(out) if r is None] if constrained and retries else []
-        retried = len(todo)
-        for attempt in range(1, retries + 1):
-            if not todo: break
-            for i, s in zip(todo, draw(len(todo), attempt)): out[i] = _route_or_none(tok, s, True)
-            todo = [i for i in todo if out[i] is None]
+    try: out = _draw_routes(draw, tok, n * best_of, constrained, retries)
     finally: model.train(was_training)
-    return Samples(out, retried)
+    return _best_of(out, best_of, grade, score) if best_of > 1 else out

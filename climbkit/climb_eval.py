@@ -23,7 +23,8 @@ from .climb_grader import Grader, find_grader, check_grader
 # %% auto #0
 __all__ = ['METRIC_NAMES', 'METRIC_GROUPS', 'METRICS_NOTE', 'Generator', 'load_generator', 'hold_set', 'largest_gap', 'reach_of',
            'route_metrics', 'rule_grades', 'real_grade_reference', 'evaluate_generator', 'plot_distribution_match',
-           'metrics_table', 'climb_report']
+           'grade_control', 'plot_grade_control', 'metrics_table', 'report_grader', 'climb_report',
+           'grade_control_report']
 
 # %% ../nbs/14_climb_eval.ipynb #14618a88
 @dataclass
@@ -41,8 +42,15 @@ class Generator:
         "The routes of the run's training split (the same split as in training)."
         tr, _ = split_indices(len(self.data.tensors['tokens']), self.cfg.get('valid_frac', 0.1), self.cfg.get('seed', 0))
         return self.data.routes(tr.tolist())
-    def sample(self, grade, n=6, temperature=1.0, top_k=0, seed=None, constrained=True):
-        return sample_routes(self.model, grade, n, temperature, top_k, seed, self.tokenizer, constrained)
+    @property
+    def guided(self) -> bool: return self.cfg.get('grade_dropout', 0) > 0
+    def sample(self, grade, n=6, temperature=1.0, top_k=0, seed=None, constrained=True, guidance=1.0, best_of=1, judge=None):
+        "`n` routes of `grade`; `guidance` needs a run trained with `grade_dropout`, `best_of` a `judge` (a `Grader`) on the same board."
+        if guidance != 1 and not self.guided:
+            raise ClimbkitError(f"Parameter 'guidance' ({guidance}) needs a generator trained with grade_dropout above 0; "
+                                f"run {self.run_dir} was trained with grade_dropout={self.cfg.get('grade_dropout', 0)} (1 samples it as it is).")
+        return sample_routes(self.model, grade, n, temperature, top_k, seed, self.tokenizer, constrained,
+                             guidance=guidance, best_of=best_of, score=judge.score if judge else None)
 
 def load_generator(run_dir, checkpoint:str='best.pt') -> Generator:
     "A checkpoint (default: the best) of a `climb` run, ready to sample."
@@ -132,16 +140,18 @@ def real_grade_reference(grader:Grader, wanted:Sequence[str]) -> dict:
     for r in grader.test_routes or []: by.setdefault(r.grade, []).append(r)
     counts = {w: wanted.count(w) for w in set(wanted) if by.get(w)}
     if not counts: return {}
-    g, tot, res = grader.board.grades, sum(counts.values()), {'real_grade_exact': 0.0, 'real_grade_mae': 0.0}
+    g, tot, res = grader.board.grades, sum(counts.values()), {'real_grade_exact': 0.0, 'real_grade_within_1': 0.0, 'real_grade_mae': 0.0}
     for w, c in counts.items():
         a = ordinal_agreement([g.index(p) for p in grader.predict(by[w])], [g.index(w)] * len(by[w]))
-        res['real_grade_exact'] += a['exact'] * c / tot; res['real_grade_mae'] += a['mae'] * c / tot
+        for k in ('exact', 'within_1', 'mae'): res[f'real_grade_{k}'] += a[k] * c / tot
     return res
 
 # %% ../nbs/14_climb_eval.ipynb #10f1f8bd
 def evaluate_generator(gen:Generator, grades:Sequence[str]|None=None, n:int=32, temperature:float=1.0, top_k:int=0,
-                       seed:int=0, grader:Grader|None=None, per_grade:bool=False, min_routes:int=10) -> tuple[dict, dict]:
-    "({decoding: metrics} (and {decoding/grade: metrics} if `per_grade`), {decoding: samples})."
+                       seed:int=0, grader:Grader|None=None, per_grade:bool=False, min_routes:int=10, guidance:float=1.0,
+                       best_of:int=1, decodings=('constrained', 'unconstrained')) -> tuple[dict, dict]:
+    """({decoding: metrics} (and {decoding/grade: metrics} if `per_grade`), {decoding: samples}); `guidance` and `best_of`
+    as in `Generator.sample`, `grader` the judge of `best_of` (so its verdict on those routes is not independent: the rule's is)."""
     train = gen.train_routes()
     count = {g: sum(r.grade == g for r in train) for g in gen.board.grades}
     try: asked = [parse_grade(g, gen.board.grades) for g in grades] if grades else None
@@ -157,9 +167,10 @@ def evaluate_generator(gen:Generator, grades:Sequence[str]|None=None, n:int=32, 
     n_routes = gen.cfg.get('n_routes', 11000)  # the built-in data: every route's true grade is known (`computed_grade`)
     rule = (lambda r: computed_grade(r, n_routes)) if gen.cfg.get('data', 'builtin') == 'builtin' else None
     rows, samples = {}, {}
-    for constrained in (True, False):
-        key = 'constrained' if constrained else 'unconstrained'
-        by_grade = {g: gen.sample(g, n, temperature, top_k, seed + i, constrained) for i, g in enumerate(grades)}
+    for key in decodings:
+        constrained = key == 'constrained'
+        by_grade = {g: gen.sample(g, n, temperature, top_k, seed + i, constrained, guidance, best_of, grader if best_of > 1 else None)
+                    for i, g in enumerate(grades)}
         retried = lambda gs: sum(by_grade[g].retried for g in gs) if constrained else None
         flat = [s for g in grades for s in by_grade[g]]
         wanted = [g for g in grades for _ in range(n)]
@@ -191,17 +202,58 @@ def plot_distribution_match(samples:Sequence[Route], real:Sequence[Route], board
     fig.tight_layout()
     return fig
 
+# %% ../nbs/14_climb_eval.ipynb #5d73228c
+def grade_control(gen:Generator, guidances=(0, 1, 1.5, 2, 3), best_of:int=4, grader:Grader|None=None, n:int=32, seed:int=0,
+                  grades:Sequence[str]|None=None, temperature:float=1.0) -> tuple[dict, dict]:
+    """Constrained route metrics at each guidance scale, and at guidance 1 with best-of-`best_of` reranking by `grader` (if
+    given): ({setting: metrics with 'guidance' and 'best_of'}, {setting: {grade: metrics}})."""
+    if not gen.guided: raise ClimbkitError(f"Run {gen.run_dir} was trained with grade_dropout=0: it has no null grade to guide with.")
+    settings = [(float(w), 1) for w in guidances] + ([(1.0, best_of)] if grader is not None and best_of > 1 else [])
+    rows, by_grade = {}, {}
+    for w, k in settings:
+        label = f'guidance {w:g}' + (f', best of {k}' if k > 1 else '')
+        r, _ = evaluate_generator(gen, grades, n, temperature, 0, seed, grader, per_grade=True, guidance=w, best_of=k,
+                                  decodings=('constrained',))
+        rows[label] = {'guidance': w, 'best_of': k, **r['constrained']}
+        by_grade[label] = {key.split(' ', 1)[1]: m for key, m in r.items() if key.startswith('constrained ')}
+    return rows, by_grade
+
+def _accuracy_keys(m:dict) -> tuple[list, str]:
+    "The grade-accuracy columns a row has (the true grade's first), and the real routes' reference to reach."
+    if 'rule_grade_exact' in m: return [('rule_grade_exact', 'true grade = asked'), ('rule_grade_within_1', 'true grade within 1')], 'real_rule_grade_exact'
+    return [('grade_exact', 'judged = asked'), ('grade_within_1', 'judged within 1')], 'real_grade_within_1'
+
+def plot_grade_control(rows:dict, title:str=''):
+    "Grade accuracy (left) and novelty and diversity (right) against the guidance scale; best-of reranking as stars."
+    import matplotlib.pyplot as plt
+    fig, (acc, var) = plt.subplots(1, 2, figsize=(10, 3.6))
+    plain = [m for m in rows.values() if m['best_of'] == 1]
+    ws, keys, ref = [m['guidance'] for m in plain], *_accuracy_keys(plain[0])
+    for (k, label), c in zip(keys, ('tab:blue', 'tab:cyan')):
+        acc.plot(ws, [m[k] for m in plain], 'o-', c=c, label=label)
+        for l, m in rows.items():
+            if m['best_of'] > 1: acc.plot([m['guidance']], [m[k]], '*', ms=13, c=c, label=f'{label}, best of {m["best_of"]}')
+    if ref in plain[0]: acc.axhline(plain[0][ref], ls='--', c='gray', label=f"real routes ({'labels = true grade' if 'rule' in ref else 'judged within 1'})")
+    for k, label, c in (('novelty', 'novel', 'tab:green'), ('diversity', 'diversity', 'tab:orange'), ('plausibility', 'plausible', 'tab:purple')):
+        var.plot(ws, [m[k] for m in plain], 'o-', c=c, label=label)
+    if 'real_diversity' in plain[0]: var.axhline(plain[0]['real_diversity'], ls='--', c='tab:orange', alpha=0.5, label='real diversity')
+    for ax, t in ((acc, 'grade accuracy'), (var, 'novelty and variety')):
+        ax.set_xlabel('guidance scale (1: plain sampling)'); ax.set_title(f'{title}: {t}' if title else t, fontsize=10)
+        ax.set_ylim(0, 1.02); ax.grid(alpha=0.3); ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
 # %% ../nbs/14_climb_eval.ipynb #1b028a95
 METRIC_NAMES = {'samples': 'samples', 'validity': 'valid', 'plausibility': 'plausible', 'retried': 'retried', 'failed': 'failed',
                 'novelty': 'novel', 'uniqueness': 'unique', 'diversity': 'diversity', 'holds_js': 'JS holds', 'usage_js': 'JS usage',
                 'grade_exact': 'grade exact', 'grade_within_1': 'grade ±1', 'grade_mae': 'grade MAE',
                 'rule_grade_exact': 'rule exact', 'rule_grade_within_1': 'rule ±1', 'rule_grade_mae': 'rule MAE',
-                'real_diversity': 'real div.', 'real_grade_exact': 'real: exact', 'real_grade_mae': 'real: MAE',
+                'real_diversity': 'real div.', 'real_grade_exact': 'real: exact', 'real_grade_within_1': 'real: ±1', 'real_grade_mae': 'real: MAE',
                 'real_rule_grade_exact': 'real: rule exact', 'real_rule_grade_within_1': 'real: rule ±1'}
 METRIC_GROUPS = {'of all samples': ('samples', 'validity', 'plausibility', 'retried', 'failed'),
                  'of valid samples': ('novelty', 'uniqueness', 'diversity', 'holds_js', 'usage_js', 'grade_exact', 'grade_within_1', 'grade_mae',
                                       'rule_grade_exact', 'rule_grade_within_1', 'rule_grade_mae'),
-                 'real routes, same grades': ('real_diversity', 'real_grade_exact', 'real_grade_mae', 'real_rule_grade_exact', 'real_rule_grade_within_1')}
+                 'real routes, same grades': ('real_diversity', 'real_grade_exact', 'real_grade_within_1', 'real_grade_mae', 'real_rule_grade_exact', 'real_rule_grade_within_1')}
 METRICS_NOTE = ("valid: constrained decoding is valid by construction (its grammar allows only valid routes; 'retried' and 'failed' are "
                 "the shares of samples that needed a fresh draw and that still had no route); unconstrained validity is measured. "
                 "Columns 'of valid samples' are computed over the valid samples only. grade: the grade predictor's verdict; "
@@ -222,22 +274,40 @@ def metrics_table(rows:dict):
     return shown  # '—': not defined for that row (no valid sample to measure, or no retries without constraints)
 
 # %% ../nbs/14_climb_eval.ipynb #512f23d5
+def report_grader(cfg, board:Board) -> tuple[Path|None, Grader|None]:
+    "The grader a run's `grader` parameter names ('auto': the newest on `board`; 'none'), loaded and checked."
+    choice = cfg.get('grader', 'auto')
+    path = find_grader(board, cfg.get('out_dir', 'runs')) if choice == 'auto' else None if choice == 'none' else choice
+    return path, check_grader(path, board) if path else None
+
 def climb_report(model, data, cfg, run_dir=None) -> dict:
-    "Route metrics of a freshly trained generator: printed, plotted, and returned for results.json."
+    "Route metrics of a freshly trained generator, and its grade control as guidance grows: printed, plotted, and returned for results.json."
     from IPython.display import display
     gen = Generator(model, data.info.climb_data, Path(run_dir) if run_dir else None, dict(cfg))
-    choice = cfg.get('grader', 'auto')
-    path = find_grader(gen.board, cfg.get('out_dir', 'runs')) if choice == 'auto' else None if choice == 'none' else choice
-    grader = check_grader(path, gen.board) if path else None
-    print('grader: ' + (str(path) if path else 'none (grader=none)' if choice == 'none' else
+    path, grader = report_grader(cfg, gen.board)
+    print('grader: ' + (str(path) if path else 'none (grader=none)' if cfg.get('grader') == 'none' else
                         f'none found for {gen.board.name} (train one: -p task climb_grade)'))
-    try: rows, samples = evaluate_generator(gen, n=cfg.get('metric_samples', 32), seed=cfg.get('seed', 0), grader=grader, per_grade=True)
+    n, seed, guidance, best_of = cfg.get('metric_samples', 32), cfg.get('seed', 0), cfg.get('guidance', 1.0), cfg.get('best_of', 1)
+    if best_of > 1 and grader is None: best_of = 1; print('best_of is off in the route metrics: no grader')
+    try: rows, samples = evaluate_generator(gen, n=n, seed=seed, grader=grader, per_grade=True, guidance=guidance, best_of=best_of)
     except ClimbkitError as e:  # e.g. too few routes per grade: the run itself is fine, so say so and go on
         print(f'No route metrics: {e}'); return {'route_metrics': None, 'grader': str(path) if path else None}
-    print(f"{cfg.get('metric_samples', 32)} samples per grade at temperature 1; reach limit {rows['reach']:.2f} board units")
+    print(f"{n} samples per grade at temperature 1, guidance {guidance:g}, best of {best_of}; reach limit {rows['reach']:.2f} board units")
     display(metrics_table(rows).round(3))
     print(METRICS_NOTE)
     flat = [s for ss in samples['constrained'].values() for s in ss]
     fig = plot_distribution_match(flat, gen.train_routes(), gen.board, 'generated (constrained)')
     if run_dir: save_figure(fig, Path(run_dir)/'figures'/'distribution.png')
-    return {'route_metrics': rows, 'grader': str(path) if path else None}
+    return {'route_metrics': rows, 'grader': str(path) if path else None, **grade_control_report(gen, cfg, grader, run_dir)}
+
+def grade_control_report(gen:Generator, cfg, grader:Grader|None, run_dir=None) -> dict:
+    "The report's grade-control part: `grade_control` at the run's `guidance_sweep` scales, a table and the trade-off figure."
+    from IPython.display import display
+    scales = [float(w) for w in str(cfg.get('guidance_sweep', '')).split()]
+    if not scales or not gen.guided: return {}
+    rows, by_grade = grade_control(gen, scales, 4, grader, cfg.get('metric_samples', 32), cfg.get('seed', 0))
+    print('Grade control: constrained routes as the guidance scale grows (best of 4: reranked by the grader, so only the true grade judges it fairly)')
+    display(metrics_table(rows).round(3))
+    fig = plot_grade_control(rows, gen.board.name)
+    if run_dir: save_figure(fig, Path(run_dir)/'figures'/'grade_control.png')
+    return {'grade_control': rows, 'grade_control_by_grade': by_grade}

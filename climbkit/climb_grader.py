@@ -231,11 +231,16 @@ class Grader:
     run_dir: Path|None = None
     test_routes: list|None = None
     @torch.no_grad()
+    def proba(self, routes:Sequence[Route]) -> torch.Tensor:
+        "(routes, grades) probabilities of each of the board's grades."
+        self.model.eval()
+        return self.model(route_features(routes, self.board)).float().softmax(-1)
     def predict(self, routes:Sequence[Route]) -> list[str]:
         "The predicted Font grade of each route."
-        if not routes: return []
-        self.model.eval()
-        return [self.board.grades[i] for i in self.model(route_features(routes, self.board)).argmax(-1).tolist()]
+        return [self.board.grades[i] for i in self.proba(routes).argmax(-1).tolist()] if routes else []
+    def score(self, routes:Sequence[Route], grade:str) -> list[float]:
+        "How likely each route is to be of `grade` (the judge of `sample_routes(best_of=...)`)."
+        return self.proba(routes)[:, self.board.grades.index(grade)].tolist() if routes else []
 
 def load_grader(run_dir) -> Grader:
     "The best checkpoint of a `climb_grade` run."

@@ -6,6 +6,7 @@
 from __future__ import annotations
 from pathlib import Path
 
+import torch
 from torch import nn
 import torch.nn.functional as F
 
@@ -13,10 +14,10 @@ from .core import ClimbkitError, save_figure, positive_check
 from .data import Data, TensorLoader, split_indices
 from .task import Task, register_task
 from .metrics import ngram_baselines
-from .climb import RouteTransformer, ROUTE_MODEL_KEYS, sample_routes, draw_routes
+from .climb import RouteTokenizer, RouteTransformer, ROUTE_MODEL_KEYS, sample_routes, draw_routes
 from .climb_data import climb_tensors, RouteSplit
 from .climb_grader import check_grader
-from .climb_eval import climb_report
+from .climb_eval import climb_report, report_grader
 
 # %% auto #0
 __all__ = ['ClimbTask']
@@ -26,13 +27,18 @@ def _route_batch(b):
     n = int(b['lengths'].max())
     return {'tokens': b['tokens'][:, :n], 'grades': b['grades']}
 
+def _is_scales(v) -> bool:
+    try: return all(float(w) >= 0 for w in str(v).split())
+    except ValueError: return False
+
 @register_task
 class ClimbTask(Task):
     "Grade-conditioned route generation."
     name = 'climb'
     defaults = dict(data='builtin', n_routes=11000, angle=40, layout=0, d_model=256, n_layers=4, n_heads=8, dim_feedforward=768,
                     max_seq_len=0, dropout=0.1, epochs=10, batch_size=64, lr=2e-3, warmup_steps=100, weight_decay=0.1,
-                    metric_samples=32, grader='auto', sample_grades='6B+ 7A 7B+ 8A', samples_per_grade=4, temperature=0.8, top_k=0)
+                    metric_samples=32, grader='auto', sample_grades='6B+ 7A 7B+ 8A', samples_per_grade=4, temperature=0.8, top_k=0,
+                    grade_dropout=0.1, guidance=1.0, best_of=1, guidance_sweep='0 1 1.5 2 3')
     model_keys = ROUTE_MODEL_KEYS
     help = {'n_routes': "data='builtin': how many routes to generate", 'angle': "Kilter/Tension: the wall angle whose grades to use",
             'layout': "Kilter/Tension: the board layout id (0: the one with most climbs)", 'd_model': "transformer width",
@@ -40,14 +46,21 @@ class ClimbTask(Task):
             'max_seq_len': "0: as long as the board's longest route; else a token count", 'dropout': "dropout in the blocks",
             'metric_samples': "routes per grade for the final route metrics", 'grader': "'auto': the newest climb_grade run on the same board; 'none'; or a run folder",
             'sample_grades': "grades the showcase writes routes for", 'samples_per_grade': "routes per grade in the showcase",
-            'temperature': "showcase sampling: below 1 safer, above 1 more varied", 'top_k': "showcase sampling: 0 samples from every allowed token"}
+            'temperature': "showcase sampling: below 1 safer, above 1 more varied", 'top_k': "showcase sampling: 0 samples from every allowed token",
+            'grade_dropout': "share of training routes whose grade is hidden (the null grade), so the model also learns routes of any grade; guidance needs it above 0",
+            'guidance': "showcase and route metrics: classifier-free guidance scale (1: plain conditional sampling, above 1: closer to the grade)",
+            'best_of': "showcase and route metrics: candidates per route, the grader keeps the likeliest of the grade asked (1: off; needs a grader)",
+            'guidance_sweep': "guidance scales the final report measures grade control at, with a trade-off figure ('': skip it)"}
     data_keys = ('data', 'n_routes', 'angle', 'layout')
     checks = {'d_model': positive_check, 'n_layers': positive_check, 'n_heads': positive_check, 'dim_feedforward': positive_check,
               'max_seq_len': (lambda v: v >= 0, "0 (as long as the board's longest route) or a token count"),
               'dropout': (lambda v: 0 <= v < 1, 'between 0 and 1'), 'n_routes': (lambda v: v >= 10, 'at least 10'),
               'layout': (lambda v: v >= 0, "0 (the layout with most climbs) or a layout id"),
               'metric_samples': (lambda v: v >= 2, 'at least 2 routes per grade'), 'samples_per_grade': (lambda v: v >= 0, '0 (none) or a count'),
-              'temperature': (lambda v: v > 0, 'a positive number'), 'top_k': (lambda v: v >= 0, '0 (every allowed token) or a count')}
+              'temperature': (lambda v: v > 0, 'a positive number'), 'top_k': (lambda v: v >= 0, '0 (every allowed token) or a count'),
+              'grade_dropout': (lambda v: 0 <= v < 1, 'a share between 0 (off) and 1'), 'guidance': (lambda v: v >= 0, '0 or more (1: plain sampling)'),
+              'best_of': (lambda v: v >= 1, 'a positive count of candidates (1: off)'),
+              'guidance_sweep': (_is_scales, "guidance scales, 0 or more, separated by spaces ('' for none)")}
 
     def build_data(self, cfg) -> Data:
         if cfg.d_model % cfg.n_heads:
@@ -61,6 +74,10 @@ class ClimbTask(Task):
                                 f"{cd.board.name} ({tok.max_len} tokens); expected at least {tok.max_len}.")
         if cfg.grader not in ('auto', 'none'):  # a named grader is checked now, not after hours of training
             check_grader(cfg.grader, cd.board)
+        if cfg.guidance != 1 and not cfg.grade_dropout:
+            raise ClimbkitError(f"Parameter 'guidance' ({cfg.guidance}) needs 'grade_dropout' above 0: the model learns the null grade it guides with only then.")
+        if cfg.best_of > 1 and cfg.grader == 'none':
+            raise ClimbkitError(f"Parameter 'best_of' ({cfg.best_of}) needs a grader to rank the candidates; 'grader' is 'none'.")
         t = cd.tensors
         tr, va = split_indices(len(t['tokens']), cfg.valid_frac, cfg.seed)
         sub = lambda idx: {k: v[idx] for k, v in t.items()}
@@ -74,6 +91,8 @@ class ClimbTask(Task):
 
     def loss(self, model, batch):
         x = batch['tokens']
+        if model.training and self.cfg.grade_dropout:  # hide the grade of some routes: the model learns routes of any grade too
+            x = x.clone(); x[torch.rand(len(x), device=x.device) < self.cfg.grade_dropout, 1] = RouteTokenizer.any_grade
         y = x[:, 1:].clone(); y[:, 0] = 0  # the grade is given, not predicted: score the tokens after it
         logits = model(x[:, :-1])
         mask = y != 0
@@ -85,8 +104,10 @@ class ClimbTask(Task):
         b = ngram_baselines(seqs(data.info.train_idx), seqs(data.info.valid_idx), len(tok), start=2)
         return {'unigram': b['unigram'], 'bigram': b['bigram']}
 
-    def sample(self, model, data=None, grade='7A', n=6, temperature=1.0, top_k=0, seed=None, constrained=True):
-        return sample_routes(model, grade, n, temperature, top_k, seed, data.info.tokenizer if data else None, constrained)
+    def sample(self, model, data=None, grade='7A', n=6, temperature=1.0, top_k=0, seed=None, constrained=True, guidance=1.0,
+               best_of=1, judge=None):
+        return sample_routes(model, grade, n, temperature, top_k, seed, data.info.tokenizer if data else None, constrained,
+                             guidance=guidance, best_of=best_of, score=judge.score if judge else None)
 
     def report(self, model, data, cfg, run_dir=None) -> dict:
         "Route metrics (validity, novelty, diversity, grade accuracy...): see `climbkit.climb_eval.climb_report`."
@@ -98,7 +119,10 @@ class ClimbTask(Task):
         "Routes for the grades `sample_grades` from the trained model, drawn on the board (saved as `figures/samples.png`) and printed."
         board, n = data.info.board, cfg.samples_per_grade
         grades = [g for g in str(cfg.sample_grades).split() if g in board.grades]
-        by_grade = {g: self.sample(model, data, grade=g, n=n, temperature=cfg.temperature, top_k=cfg.top_k, seed=cfg.seed + i)
+        judge = report_grader(cfg, board)[1] if cfg.best_of > 1 else None
+        if cfg.best_of > 1 and judge is None: print(f'best_of={cfg.best_of} is off in the showcase: no grader for {board.name}')
+        by_grade = {g: self.sample(model, data, grade=g, n=n, temperature=cfg.temperature, top_k=cfg.top_k, seed=cfg.seed + i,
+                                   guidance=cfg.guidance, best_of=cfg.best_of if judge else 1, judge=judge)
                     for i, g in enumerate(grades)}
         routes = [r for rs in by_grade.values() for r in rs]
         if not routes: return {'samples': {}}
