@@ -100,11 +100,16 @@ results-bench: setup
 	$(BIN)/climbkit-ledger keep runs/res-bench-$(STAMP)/bench.ipynb results/bench.ipynb
 	$(BIN)/climbkit-ledger sync README.md
 
-## results-grader: the grade predictor on the MoonBoard 2016 file, the default CNN and an MLP (about two minutes)
+## results-grader: the grade predictor's ablation on the MoonBoard 2016 file: each variant with GRADE_SEEDS seeds (the default CNN, one-hot
+## labels, a cumulative-link head, an MLP, attention over the holds), their ensembles, the majority class (about 45 minutes on one thread)
+GRADE_SEEDS ?= 0 1 2
+GRADE_VARIANTS = cnn: cnn-onehot:-p~label_sigma~0 cnn-coral:-p~loss~coral mlp:-p~arch~mlp~-p~hidden~128 holds:-p~arch~holds~-p~hidden~64~-p~dropout~0.3
+GRADE_LABELS = CNN (the default)|CNN, one-hot labels (`-p label_sigma 0`)|CNN, cumulative-link head (`-p loss coral`)|MLP (`-p arch mlp -p hidden 128`)|attention over the holds (`-p arch holds -p hidden 64 -p dropout 0.3`)
+grade_run = $(call train_run,grader-$(1)-s$(2),-p task climb_grade -p data $(SHARED_DATA)/moonboard2016.json -p seed $(2) -p threads 1 $(subst ~, ,$(3)))
 results-grader: setup
-	$(call train_run,grader,-p task climb_grade -p data $(SHARED_DATA)/moonboard2016.json -p threads 1)
-	$(call train_run,grader-mlp,-p task climb_grade -p data $(SHARED_DATA)/moonboard2016.json -p arch mlp -p hidden 128 -p threads 1)
-	$(call collect,grader,grader grader-mlp,CNN (the default)|MLP (`-p arch mlp -p hidden 128`))
+	$(foreach v,$(GRADE_VARIANTS),$(foreach s,$(GRADE_SEEDS),$(call grade_run,$(word 1,$(subst :, ,$(v))),$(s),$(word 2,$(subst :, ,$(v)))) && )) true
+	$(call collect,grader,$(foreach v,$(GRADE_VARIANTS),$(foreach s,$(GRADE_SEEDS),grader-$(word 1,$(subst :, ,$(v)))-s$(s))),$(shell echo '$(GRADE_LABELS)' | \
+	  awk -F'|' -v n=$(words $(GRADE_SEEDS)) '{for(i=1;i<=NF;i++) for(j=1;j<=n;j++) printf "%s%s", (i>1||j>1)?"|":"", $$i}'))
 
 ## results-routes: route metrics of the generator, with a grade predictor trained first on the same data: the built-in data as
 ## `make train` trains, and MoonBoard 2016 for ROUTES_MB_EPOCHS epochs; one thread, so that another result can run beside it

@@ -22,9 +22,9 @@ from .climb import Board, Route, V_SCALE
 from .climb_data import climb_tensors, run_data, load_climb_run
 
 # %% auto #0
-__all__ = ['PUBLISHED', 'route_features', 'GradePredictor', 'GradeCNN', 'make_grade_model', 'soft_labels', 'to_v_index',
-           'grade_decodings', 'grade_test_split', 'ClimbGradeTask', 'format_grade_table', 'plot_confusion', 'Grader',
-           'load_grader', 'find_grader', 'check_grader']
+__all__ = ['PUBLISHED', 'route_features', 'GradePredictor', 'GradeCNN', 'HoldAttention', 'OrdinalHead', 'make_grade_model',
+           'soft_labels', 'to_v_index', 'grade_decodings', 'grade_test_split', 'ClimbGradeTask', 'format_grade_table',
+           'plot_confusion', 'Grader', 'load_grader', 'find_grader', 'check_grader']
 
 # %% ../nbs/13_climb_grader.ipynb #7e86f0c3
 def route_features(routes:Sequence[Route], board:Board) -> torch.Tensor:
@@ -63,12 +63,70 @@ class GradeCNN(nn.Module):
         self.wide = nn.Linear(n_roles * n_rows * n_cols, n_grades)
     def forward(self, x): return self.head(self.features(x)) + self.wide(x.flatten(1))
 
-def make_grade_model(arch:str, board:Board, hidden:int, n_layers:int, channels:int, dropout:float) -> nn.Module:
-    "The grade predictor `arch` ('cnn' or 'mlp') for `board`."
-    shape = (len(board.roles), len(board.ys), len(board.xs))
-    if arch == 'cnn': return GradeCNN(*shape, len(board.grades), channels, hidden, dropout)
-    if arch == 'mlp': return GradePredictor(math.prod(shape), len(board.grades), hidden, n_layers, dropout)
-    raise ClimbkitError(f"Parameter 'arch' must be 'cnn' or 'mlp', got {arch!r}.")
+class _HoldBlock(nn.Module):
+    "Pre-norm attention over the holds with an additive bias per pair, then a feed-forward layer; each with a residual."
+    def __init__(self, d:int, heads:int):
+        super().__init__()
+        self.heads, self.ln1, self.ln2 = heads, nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.ff = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+    def forward(self, z, bias):
+        B, T, C = z.shape
+        q, k, v = self.qkv(self.ln1(z)).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        z = z + self.proj(F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype)).transpose(1, 2).reshape(B, T, C))
+        return z + self.ff(self.ln2(z))
+
+class HoldAttention(nn.Module):
+    """Holds as tokens: each hold the route uses is an embedding of its board position (the hold there), its role and
+    Fourier features of its (x, y); attention layers over them, with a bias learned from each pair's offset (how far
+    one hold is from the other is what makes a move hard); then the pooled holds to logits."""
+    def __init__(self, n_roles:int, n_rows:int, n_cols:int, n_grades:int, d:int=64, n_layers:int=2, dropout:float=0.3, max_holds:int=32):
+        super().__init__()
+        self.shape, self.max_holds, self.heads = (n_roles, n_rows, n_cols), max_holds, 4
+        self.place, self.role = nn.Embedding(n_rows * n_cols, d), nn.Embedding(n_roles, d)
+        self.register_buffer('freq', torch.tensor([1., 2., 4., 8.]) * math.pi)
+        self.xy = nn.Linear(16, d)
+        self.pair = nn.Sequential(nn.Linear(3, 32), nn.GELU(), nn.Linear(32, self.heads * n_layers))
+        self.layers = nn.ModuleList(_HoldBlock(d, self.heads) for _ in range(n_layers))
+        self.head = nn.Sequential(nn.LayerNorm(2 * d), nn.Dropout(dropout), nn.Linear(2 * d, n_grades))
+    def tokens(self, x):
+        "(embeddings, (x, y) positions, padding mask) of the holds in the multi-hot board pictures `x`."
+        R, H, W = self.shape
+        on, idx = x.flatten(1).topk(min(self.max_holds, R * H * W), -1)  # the used holds first, then padding
+        pad, role, place = on < 0.5, idx // (H * W), idx % (H * W)
+        pos = torch.stack([place % W, place // W], -1).float()
+        f = (pos / torch.tensor([max(W - 1, 1), max(H - 1, 1)], device=x.device))[..., None] * self.freq
+        return self.place(place) + self.role(role) + self.xy(torch.cat([f.sin(), f.cos()], -1).flatten(-2)), pos, pad
+    def forward(self, x):
+        z, pos, pad = self.tokens(x)
+        d = pos[:, None] - pos[:, :, None]
+        bias = self.pair(torch.cat([d, d.norm(dim=-1, keepdim=True)], -1)).permute(0, 3, 1, 2)  # (B, heads * layers, T, T)
+        bias = bias.masked_fill(pad[:, None, None, :], float('-inf'))
+        for i, layer in enumerate(self.layers): z = layer(z, bias[:, i * self.heads:(i + 1) * self.heads])
+        mean = z.masked_fill(pad[..., None], 0).sum(1) / (~pad).sum(1, keepdim=True).clamp(min=1)
+        return self.head(torch.cat([mean, z.masked_fill(pad[..., None], float('-inf')).amax(1)], -1))
+
+class OrdinalHead(nn.Module):
+    """A cumulative-link (CORAL-style) head: one difficulty score from `body`, minus a learned threshold per grade
+    boundary, gives P(grade > k); `forward` returns the grades' log-probabilities, so everything that reads logits works."""
+    def __init__(self, body:nn.Module, n_grades:int):
+        super().__init__()
+        self.body, self.thresholds = body, nn.Parameter(torch.linspace(-2, 2, n_grades - 1))
+    def cumulative_logits(self, x): return self.body(x)[:, :1] - self.thresholds
+    def forward(self, x):
+        above = torch.sigmoid(self.cumulative_logits(x).float()).cummin(-1).values  # P(grade > k), never rising with k
+        one, zero = torch.ones_like(above[:, :1]), torch.zeros_like(above[:, :1])
+        return (torch.cat([one, above], -1) - torch.cat([above, zero], -1)).clamp(min=1e-7).log()
+
+def make_grade_model(arch:str, board:Board, hidden:int, n_layers:int, channels:int, dropout:float, loss:str='soft') -> nn.Module:
+    "The grade predictor `arch` ('cnn', 'mlp' or 'holds') for `board`, with a cumulative-link head if `loss` is 'coral'."
+    shape, k = (len(board.roles), len(board.ys), len(board.xs)), len(board.grades)
+    out = 1 if loss == 'coral' else k
+    if arch == 'cnn': body = GradeCNN(*shape, out, channels, hidden, dropout)
+    elif arch == 'mlp': body = GradePredictor(math.prod(shape), out, hidden, n_layers, dropout)
+    elif arch == 'holds': body = HoldAttention(*shape, out, hidden, max(n_layers, 1), dropout, board.max_holds)
+    else: raise ClimbkitError(f"Parameter 'arch' must be 'cnn', 'mlp' or 'holds', got {arch!r}.")
+    return OrdinalHead(body, k) if loss == 'coral' else body
 
 def soft_labels(y:torch.Tensor, n_classes:int, sigma:float) -> torch.Tensor:
     "One-hot targets (sigma 0) or a Gaussian over neighbouring classes with std `sigma` steps."
@@ -104,15 +162,16 @@ class ClimbGradeTask(Task):
     "Predict a route's grade from its holds."
     name = 'climb_grade'
     defaults = dict(data='builtin', n_routes=11000, angle=40, layout=0, test_frac=0.1, arch='cnn', channels=16, hidden=64,
-                    n_layers=2, dropout=0.5, label_sigma=0.7, epochs=60, batch_size=128, lr=1e-3, warmup_steps=50,
+                    n_layers=2, dropout=0.5, label_sigma=0.7, loss='soft', epochs=60, batch_size=128, lr=1e-3, warmup_steps=50,
                     weight_decay=0.05, patience=10)
-    model_keys = ('arch', 'channels', 'hidden', 'n_layers')
+    model_keys = ('arch', 'channels', 'hidden', 'n_layers')  # a checkpoint of the other `loss` has other parameters: caught by name
     help = {'n_routes': "data='builtin': how many routes to generate", 'angle': "Kilter/Tension: the wall angle whose grades to use",
             'layout': "Kilter/Tension: the board layout id (0: the one with most climbs)", 'test_frac': "the held-out test split (always cut with seed 0)",
-            'arch': "cnn (convolutions over the board picture) or mlp", 'channels': "CNN channels", 'hidden': "width of the CNN's head, or of the MLP",
-            'n_layers': "hidden layers of the MLP (or of the CNN's head)", 'dropout': "dropout before the output", 'label_sigma': "soft labels over neighbouring grades (0: one-hot)"}
+            'arch': "cnn (convolutions over the board picture), mlp, or holds (attention over the route's holds)", 'channels': "CNN channels", 'hidden': "width of the CNN's head, or of the MLP",
+            'n_layers': "hidden layers of the MLP (or of the CNN's head)", 'dropout': "dropout before the output", 'label_sigma': "soft labels over neighbouring grades (0: one-hot)",
+            'loss': "soft (cross-entropy against soft labels) or coral (cumulative link: P(grade > k) per grade boundary)"}
     data_keys = ('data', 'n_routes', 'angle', 'layout', 'test_frac')
-    checks = {'arch': (lambda v: v in ('cnn', 'mlp'), "'cnn' or 'mlp'"), 'channels': positive_check,
+    checks = {'arch': (lambda v: v in ('cnn', 'mlp', 'holds'), "'cnn', 'mlp' or 'holds'"), 'loss': (lambda v: v in ('soft', 'coral'), "'soft' or 'coral'"), 'channels': positive_check,
               'hidden': positive_check, 'n_layers': (lambda v: v >= 0, 'a count of hidden layers, 0 or more'),
               'dropout': (lambda v: 0 <= v < 1, 'between 0 and 1'), 'label_sigma': (lambda v: v >= 0, '0 (one-hot) or a positive width in grades'),
               'test_frac': (lambda v: 0 < v < 0.5, 'between 0 and 0.5'), 'n_routes': (lambda v: v >= 10, 'at least 10')}
@@ -131,9 +190,13 @@ class ClimbGradeTask(Task):
                      'report': cd.report, 'repeats': cd.tensors['repeats']})
 
     def build_model(self, cfg, data) -> nn.Module:
-        return make_grade_model(cfg.arch, data.info['board'], cfg.hidden, cfg.n_layers, cfg.channels, cfg.dropout)
+        return make_grade_model(cfg.arch, data.info['board'], cfg.hidden, cfg.n_layers, cfg.channels, cfg.dropout, cfg.loss)
 
     def loss(self, model, batch):
+        if self.cfg.loss == 'coral':
+            y = batch['y']
+            above = (y[:, None] > torch.arange(model.thresholds.shape[0], device=y.device)).float()
+            return F.binary_cross_entropy_with_logits(model.cumulative_logits(batch['x']).float(), above), len(y)
         logits = model(batch['x']).float()
         target = soft_labels(batch['y'], logits.shape[1], self.cfg.label_sigma if model.training else 0.0)
         return -(target * logits.log_softmax(-1)).sum(1).mean(), len(batch['y'])
@@ -245,7 +308,7 @@ class Grader:
 def load_grader(run_dir) -> Grader:
     "The best checkpoint of a `climb_grade` run."
     run_dir, cfg, path, cd = load_climb_run(run_dir, 'climb_grade', required=('hidden', 'n_layers'))
-    model = make_grade_model(cfg.get('arch', 'mlp'), cd.board, cfg['hidden'], cfg['n_layers'], cfg.get('channels', 16), 0.0)
+    model = make_grade_model(cfg.get('arch', 'mlp'), cd.board, cfg['hidden'], cfg['n_layers'], cfg.get('channels', 16), 0.0, cfg.get('loss', 'soft'))
     restore_model(model, path, cfg, ClimbGradeTask.model_keys)
     _, test = grade_test_split(len(cd.tensors['grades']), cfg.get('test_frac', 0.1))
     return Grader(model, cd.board, run_dir, cd.routes(test.tolist()))

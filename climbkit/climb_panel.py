@@ -17,7 +17,7 @@ __all__ = ['GenerationPanel']
 
 # %% ../nbs/16_climb_panel.ipynb #eaacf8d0
 class GenerationPanel:
-    "ipywidgets panel: run, checkpoint, grader, grade, temperature, top-k, count, seed, constrained; Generate draws the routes."
+    "ipywidgets panel: run, checkpoint, grader, grade, temperature, top-k, guidance, best-of, count, seed, constrained; Generate draws the routes."
     def __init__(self, out_dir=None, run=None, grader=None):
         import ipywidgets as W
         self.out_dir = runs_dir(out_dir)
@@ -37,6 +37,10 @@ class GenerationPanel:
         self.grade = W.Dropdown(description='grade', style=style)
         self.temperature = W.FloatSlider(value=0.8, min=0.1, max=2.0, step=0.05, description='temperature', style=style)
         self.top_k = W.IntSlider(value=0, min=0, max=50, description='top-k (0: off)', style=style)
+        self.guidance = W.FloatSlider(value=1.0, min=0.0, max=4.0, step=0.25, description='guidance', style=style,
+                                      tooltip='classifier-free guidance: 1 plain sampling, above 1 closer to the grade (runs trained with grade_dropout)')
+        self.best_of = W.IntSlider(value=1, min=1, max=16, description='best of', style=style,
+                                   tooltip='candidates per route; the grader keeps the likeliest of the grade asked (needs a grader)')
         self.n = W.IntSlider(value=6, min=1, max=24, description='routes', style=style)
         self.seed = W.IntText(value=0, description='seed', style=style)
         self.constrained = W.Checkbox(value=True, description='constrained decoding')
@@ -45,9 +49,10 @@ class GenerationPanel:
         self.button.on_click(self.generate)
         self.checkpoint = W.Dropdown(description='checkpoint', style=style)
         self._set_checkpoints()
-        self.run.observe(lambda _: (self._set_checkpoints(), self._set_grades()), names='value')
-        self._set_grades()
-        controls = W.VBox([self.run, self.checkpoint, self.grader, self.grade, self.temperature, self.top_k, self.n, self.seed, self.constrained,
+        self.run.observe(lambda _: (self._set_checkpoints(), self._set_grades(), self._set_guidance()), names='value')
+        self._set_grades(); self._set_guidance()
+        controls = W.VBox([self.run, self.checkpoint, self.grader, self.grade, self.temperature, self.top_k, self.guidance, self.best_of,
+                           self.n, self.seed, self.constrained,
                            W.HBox([self.button, self.status])])
         self.widget = W.VBox([controls, self.out])
         self.routes, self.notes, self.figure = [], [], None
@@ -76,6 +81,13 @@ class GenerationPanel:
         self.grade.options = opts
         self.grade.value = old if old in dict(opts).values() else ('7A' if '7A' in dict(opts).values() else opts[len(opts) // 2][1])
 
+    def _set_guidance(self):
+        "Guidance only for runs that learned the null grade (trained with grade_dropout); others sample plainly."
+        guided = self.generator().guided
+        if not guided: self.guidance.value = 1.0
+        self.guidance.disabled = not guided
+        self.guidance.description = 'guidance' if guided else 'guidance (off)'
+
     def current_grader(self) -> Grader|None:
         choice, gen = self.grader.value, self.generator()
         if choice == 'none': return None
@@ -93,8 +105,9 @@ class GenerationPanel:
         import matplotlib.pyplot as plt
         from IPython.display import display
         gen, grader = self.generator(), self.current_grader()
+        best_of = self.best_of.value if grader else 1  # no judge, no reranking (the status says so)
         samples = gen.sample(self.grade.value, self.n.value, self.temperature.value, self.top_k.value, self.seed.value,
-                             self.constrained.value)
+                             self.constrained.value, self.guidance.value if gen.guided else 1.0, best_of, grader)
         drawable = [s for s in samples if s is not None]
         pred = grader.predict(drawable) if grader else [None] * len(drawable)
         self.routes = samples
@@ -102,7 +115,9 @@ class GenerationPanel:
                       for s, p in zip(drawable, pred)]
         bad = len(samples) - len(drawable)
         self.status.value = (f'{len(drawable)} routes' + (f', {bad} did not decode' if bad else '') +
-                             (f"; graded by {grader.run_dir.name}" if grader else '; no grader for this board'))
+                             (f"; graded by {grader.run_dir.name}" if grader else '; no grader for this board') +
+                             (f'; best of {best_of}, chosen by that grader (its grades are no independent check)' if best_of > 1 else '') +
+                             ('; best of is off without a grader' if self.best_of.value > 1 and not grader else ''))
         with self.out:
             self.out.clear_output(wait=True)
             if drawable:

@@ -62,15 +62,17 @@ def test_route_metrics_separate_trained_from_untrained(runs):
 def test_generate_notebook_by_papermill(tmp_path, runs):
     out = tmp_path/'generate.ipynb'
     cmd = [str(Path(sys.executable).parent/'papermill'), str(ROOT/'nbs'/'generate.ipynb'), str(out), '--log-output',
-           '-p', 'run', str(runs/'gen'), '-p', 'grade', '7A', '-p', 'n', '6', '-p', 'metric_samples', '3']
+           '-p', 'run', str(runs/'gen'), '-p', 'grade', '7A', '-p', 'n', '6', '-p', 'metric_samples', '3',
+           '-p', 'guidance', '2', '-p', 'best_of', '2', '-p', 'guidance_sweep', '0 2']
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     text = notebook_text(out)
     assert f'generator: {runs/"gen"}' in text and f'grader: {runs/"grader"}' in text
     assert 'asked for 7A (V6)' in text and 'constrained 7A' in text and 'unconstrained' in text
+    assert 'guidance 2' in text and 'guidance 1, best of 4' in text and 'true grade = grade asked' in text  # grade control
     nb = json.loads(out.read_text())
     pngs = sum('image/png' in o.get('data', {}) for c in nb['cells'] for o in c.get('outputs', []))
-    assert pngs >= 2  # the route grid and the distribution plot
+    assert pngs >= 3  # the route grid, the distribution plot and the grade-control trade-off
 
 def test_generate_notebook_names_a_wrong_run(tmp_path, runs):
     cmd = [str(Path(sys.executable).parent/'papermill'), str(ROOT/'nbs'/'generate.ipynb'), str(tmp_path/'x.ipynb'),
