@@ -203,12 +203,13 @@ def plot_distribution_match(samples:Sequence[Route], real:Sequence[Route], board
     return fig
 
 # %% ../nbs/14_climb_eval.ipynb #5d73228c
-def grade_control(gen:Generator, guidances=(0, 1, 1.5, 2, 3), best_of:int=4, grader:Grader|None=None, n:int=32, seed:int=0,
+def grade_control(gen:Generator, guidances=(0, 1, 1.5, 2, 3), best_of=(4,), grader:Grader|None=None, n:int=32, seed:int=0,
                   grades:Sequence[str]|None=None, temperature:float=1.0) -> tuple[dict, dict]:
-    """Constrained route metrics at each guidance scale, and at guidance 1 with best-of-`best_of` reranking by `grader` (if
-    given): ({setting: metrics with 'guidance' and 'best_of'}, {setting: {grade: metrics}})."""
+    """Constrained route metrics at each guidance scale, and at guidance 1 with best-of-k reranking by `grader` (if given)
+    for each k in `best_of`: ({setting: metrics with 'guidance' and 'best_of'}, {setting: {grade: metrics}})."""
     if not gen.guided: raise ClimbkitError(f"Run {gen.run_dir} was trained with grade_dropout=0: it has no null grade to guide with.")
-    settings = [(float(w), 1) for w in guidances] + ([(1.0, best_of)] if grader is not None and best_of > 1 else [])
+    ks = [best_of] if isinstance(best_of, int) else list(best_of)
+    settings = [(float(w), 1) for w in guidances] + ([(1.0, int(k)) for k in ks if int(k) > 1] if grader is not None else [])
     rows, by_grade = {}, {}
     for w, k in settings:
         label = f'guidance {w:g}' + (f', best of {k}' if k > 1 else '')
@@ -305,8 +306,9 @@ def grade_control_report(gen:Generator, cfg, grader:Grader|None, run_dir=None) -
     from IPython.display import display
     scales = [float(w) for w in str(cfg.get('guidance_sweep', '')).split()]
     if not scales or not gen.guided: return {}
-    rows, by_grade = grade_control(gen, scales, 4, grader, cfg.get('metric_samples', 32), cfg.get('seed', 0))
-    print('Grade control: constrained routes as the guidance scale grows (best of 4: reranked by the grader, so only the true grade judges it fairly)')
+    ks = [int(k) for k in str(cfg.get('best_of_sweep', '4')).split()]
+    rows, by_grade = grade_control(gen, scales, ks, grader, cfg.get('metric_samples', 32), cfg.get('seed', 0))
+    print('Grade control: constrained routes as the guidance scale grows (best of k: reranked by the grader, so only the true grade judges it fairly)')
     display(metrics_table(rows).round(3))
     fig = plot_grade_control(rows, gen.board.name)
     if run_dir: save_figure(fig, Path(run_dir)/'figures'/'grade_control.png')

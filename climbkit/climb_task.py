@@ -38,7 +38,7 @@ class ClimbTask(Task):
     defaults = dict(data='builtin', n_routes=11000, angle=40, layout=0, d_model=256, n_layers=4, n_heads=8, dim_feedforward=768,
                     max_seq_len=0, dropout=0.1, epochs=10, batch_size=64, lr=2e-3, warmup_steps=100, weight_decay=0.1,
                     metric_samples=32, grader='auto', sample_grades='6B+ 7A 7B+ 8A', samples_per_grade=4, temperature=0.8, top_k=0,
-                    grade_dropout=0.1, guidance=1.0, best_of=1, guidance_sweep='0 1 1.5 2 3')
+                    grade_dropout=0.1, guidance=1.0, best_of=1, guidance_sweep='0 1 1.5 2 3', best_of_sweep='4')
     model_keys = ROUTE_MODEL_KEYS
     help = {'n_routes': "data='builtin': how many routes to generate", 'angle': "Kilter/Tension: the wall angle whose grades to use",
             'layout': "Kilter/Tension: the board layout id (0: the one with most climbs)", 'd_model': "transformer width",
@@ -50,7 +50,8 @@ class ClimbTask(Task):
             'grade_dropout': "share of training routes whose grade is hidden (the null grade), so the model also learns routes of any grade; guidance needs it above 0",
             'guidance': "showcase and route metrics: classifier-free guidance scale (1: plain conditional sampling, above 1: closer to the grade)",
             'best_of': "showcase and route metrics: candidates per route, the grader keeps the likeliest of the grade asked (1: off; needs a grader)",
-            'guidance_sweep': "guidance scales the final report measures grade control at, with a trade-off figure ('': skip it)"}
+            'guidance_sweep': "guidance scales the final report measures grade control at, with a trade-off figure ('': skip it)",
+            'best_of_sweep': "candidates per route the final report's grade control also reranks with the grader, at guidance 1 ('': none)"}
     data_keys = ('data', 'n_routes', 'angle', 'layout')
     checks = {'d_model': positive_check, 'n_layers': positive_check, 'n_heads': positive_check, 'dim_feedforward': positive_check,
               'max_seq_len': (lambda v: v >= 0, "0 (as long as the board's longest route) or a token count"),
@@ -60,7 +61,8 @@ class ClimbTask(Task):
               'temperature': (lambda v: v > 0, 'a positive number'), 'top_k': (lambda v: v >= 0, '0 (every allowed token) or a count'),
               'grade_dropout': (lambda v: 0 <= v < 1, 'a share between 0 (off) and 1'), 'guidance': (lambda v: v >= 0, '0 or more (1: plain sampling)'),
               'best_of': (lambda v: v >= 1, 'a positive count of candidates (1: off)'),
-              'guidance_sweep': (_is_scales, "guidance scales, 0 or more, separated by spaces ('' for none)")}
+              'guidance_sweep': (_is_scales, "guidance scales, 0 or more, separated by spaces ('' for none)"),
+              'best_of_sweep': (lambda v: all(k.isdigit() and int(k) >= 2 for k in str(v).split()), "counts of 2 or more, separated by spaces ('' for none)")}
 
     def build_data(self, cfg) -> Data:
         if cfg.d_model % cfg.n_heads:

@@ -187,7 +187,7 @@ def train_period(self) -> dict|None:
     start, part, self._partial = self.batch_in_epoch, self._partial or {}, None
     self.segment_start = start
     batches, self.n_batches, end = self.next_period(start)
-    self._loss_sum = torch.tensor(part.get('loss_sum', 0.0), dtype=torch.float64)
+    self._loss_sum = torch.tensor(part.get('loss_sum', 0.0), dtype=torch.float64, device=self.device)  # summed where the loss is: no sync a step
     self._part_sums = {k: torch.tensor(v, dtype=torch.float64) for k, v in part.get('parts', {}).items()}
     self.items_seen, t0 = part.get('items', 0), time.perf_counter() - part.get('seconds', 0.0)
     self.opt.zero_grad(set_to_none=True)
@@ -304,7 +304,7 @@ def _record(self, tr:dict) -> dict:
     self.elapsed += rec['train_time'] + rec['valid_time']
     rec['elapsed'] = self.elapsed
     if inside:  # the next rows' training figures start afresh from here (and so does a resume from here)
-        self._loss_sum, self.items_seen, self._part_sums, self.epoch_time = torch.zeros((), dtype=torch.float64), 0, {}, 0.0
+        self._loss_sum, self.items_seen, self._part_sums, self.epoch_time = torch.zeros((), dtype=torch.float64, device=self.device), 0, {}, 0.0
     else: self.epoch += 1
     return rec
 

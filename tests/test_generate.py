@@ -38,7 +38,7 @@ def test_grade_task_through_the_train_notebook(tmp_path):
 
 def test_train_notebook_reports_route_metrics(tmp_path, runs):
     out = tmp_path/'gen.ipynb'
-    papermill(out, {**TINY, 'epochs': 20, 'lr': 0.01, 'metric_samples': 4, 'out_dir': runs, 'name': 'gen2'})
+    papermill(out, {**TINY, 'epochs': 20, 'lr': 0.01, 'metric_samples': 4, 'out_dir': runs, 'name': 'gen2', 'guidance_sweep': '0 2'})
     res = json.loads((runs/'gen2'/'results.json').read_text())
     m = res['route_metrics']
     c, u = m['constrained'], m['unconstrained']
@@ -49,6 +49,10 @@ def test_train_notebook_reports_route_metrics(tmp_path, runs):
     text = notebook_text(out)
     assert 'unconstrained' in text and '1 (by construction)' in text and 'of valid samples' in text
     assert any(k.startswith('constrained ') for k in m) and 'rule_grade_exact' in c  # grade by grade; the built-in data's true grades
+    gc = res['grade_control']  # guidance 0 and 2, and best-of-4 with the grader; grade by grade too
+    assert list(gc) == ['guidance 0', 'guidance 2', 'guidance 1, best of 4'] and all('rule_grade_exact' in v for v in gc.values())
+    assert set(res['grade_control_by_grade']['guidance 2']) == {k.split(' ', 1)[1] for k in m if k.startswith('constrained ')}
+    assert (runs/'gen2'/'figures'/'grade_control.png').exists() and 'Grade control' in text
 
 def test_route_metrics_separate_trained_from_untrained(runs):
     "Floors a trained tiny generator clears and the same model untrained does not (measured: 0.80, 0.75, 0.04 against 0, 0.17, 0.42)."
