@@ -14,7 +14,7 @@ ARGS ?=
 GRADER_ARGS ?=
 , := ,
 
-.PHONY: params setup train train-grader generate test export check-export check-ledger nbdev-test pytest bench soak lab clean results $(addprefix results-,$(RESULTS))
+.PHONY: params setup train train-grader generate sweep compare test export check-export check-ledger nbdev-test pytest bench soak lab clean results $(addprefix results-,$(RESULTS))
 
 $(BIN)/.climbkit-installed: settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,24 @@ train: setup train-grader
 train-grader: setup
 	@mkdir -p runs/grade-$(RUN)
 	$(BIN)/papermill nbs/train.ipynb runs/grade-$(RUN)/train.ipynb -p task climb_grade -p name grade-$(RUN) -p out_dir runs --log-output $(GRADER_ARGS)
+
+## sweep: a pruned TPE sweep of the route generator on the built-in data (nbs/configs/sweep-climb.yaml: 12 trials, 2 workers x 1 thread,
+## about 9 minutes), with its morning view rendered in runs/$(SWEEP)/sweep.ipynb; after a kill, `make sweep SWEEP=<that name>` resumes it
+SWEEP_SPEC ?= configs/sweep-climb.yaml
+ifndef SWEEP
+SWEEP := sweep-climb-$(shell date +%Y%m%d-%H%M%S)
+endif
+sweep: setup
+	@mkdir -p runs/$(SWEEP)
+	$(BIN)/papermill nbs/sweep.ipynb runs/$(SWEEP)/sweep.ipynb -p name $(SWEEP) -p out_dir runs --log-output \
+	  $(if $(wildcard runs/$(SWEEP)/sweep.yaml),-p resume runs/$(SWEEP),-p spec $(SWEEP_SPEC)) $(ARGS)
+	@echo "sweep folder: runs/$(SWEEP)"
+
+## compare: any runs side by side (default: every run under runs/), rendered in runs/compare.ipynb: make compare [RUNS='runs/sweep-* runs/climb-*']
+RUNS ?= runs/*
+compare: setup
+	$(BIN)/papermill nbs/compare.ipynb runs/compare.ipynb -p runs '$(RUNS)' --log-output $(ARGS)
+	@echo "rendered: runs/compare.ipynb"
 
 ## generate: routes and metrics of a trained run (default: the newest climb run): make generate [GEN_RUN=runs/<name>] [ARGS='-p grade 7B']
 GEN_RUN ?= $(shell $(BIN)/python -c "from climbkit.core import list_runs; r = list_runs('runs', 'climb', 'best.pt'); print(r[0] if r else '')" 2>/dev/null)
@@ -80,7 +98,7 @@ soak: setup
 
 ## results: rewrite the ledger (results/*.json, each with its command, commit, date, machine and raw figures) and README's
 ## tables from it; one part at a time: make results-bench, results-grader, ... Run on a quiet machine: most are timings.
-RESULTS := bench grader routes stories kg images tiny profiles soak
+RESULTS := bench grader routes stories kg images tiny profiles soak sweep
 SHARED_DATA ?= ../shared/data
 STAMP := $(shell date +%Y%m%d-%H%M%S)
 # $(call train_run,NAME,PARAMETERS): one papermill run of nbs/train.ipynb into runs/res-NAME-<stamp>/
@@ -121,6 +139,15 @@ results-routes: setup
 	$(call train_run,routes-grader-mb,-p task climb_grade -p data $(SHARED_DATA)/moonboard2016.json -p threads 1)
 	$(call train_run,routes-mb,-p data $(SHARED_DATA)/moonboard2016.json -p epochs $(ROUTES_MB_EPOCHS) -p grader runs/res-routes-grader-mb-$(STAMP) -p threads 1 -p best_of_sweep '4 16')
 	$(call collect,routes,routes-builtin routes-mb,built-in$(,) `make train`|MoonBoard 2016$(,) $(ROUTES_MB_EPOCHS) epochs)
+
+## results-sweep: the flagship's sweep (`make sweep`'s settings), then the same trials again without pruning (same parameters, same order):
+## the leaderboard and what pruning saved (about 20 minutes)
+results-sweep: setup
+	@mkdir -p runs/res-sweep-$(STAMP) runs/res-sweep-unpruned-$(STAMP)
+	$(BIN)/papermill nbs/sweep.ipynb runs/res-sweep-$(STAMP)/sweep.ipynb -p name res-sweep-$(STAMP) -p out_dir runs -p spec $(SWEEP_SPEC) --log-output
+	$(BIN)/papermill nbs/sweep.ipynb runs/res-sweep-unpruned-$(STAMP)/sweep.ipynb -p name res-sweep-unpruned-$(STAMP) -p out_dir runs \
+	  -p spec $(SWEEP_SPEC) -p pruner none -p replay runs/res-sweep-$(STAMP) --log-output
+	$(call collect,sweep,sweep sweep-unpruned,pruned (median)|the same trials$(,) unpruned)
 
 ## results-stories: the report's small run, its exact flags, and a larger run, one after the other on one thread (about 5 minutes)
 results-stories: setup

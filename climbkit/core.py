@@ -13,11 +13,12 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['ALIASES', 'ACCEPTED_ALIASES', 'positive_check', 'RUN_SUBFOLDERS', 'ClimbkitError', 'ClimbkitWarning', 'Config',
-           'resolve_config', 'method_of', 'raises', 'load_config_file', 'seed_everything', 'get_rng_state',
-           'set_rng_state', 'atomic_write', 'save_figure', 'atomic_save_json', 'atomic_torch_save', 'project_root',
-           'runs_dir', 'new_run_dir', 'check_run_dir_writable', 'read_run_config', 'run_config', 'list_runs',
-           'find_run_dir', 'RunLock', 'in_kernel', 'under_papermill', 'progress_mode', 'short_errors_in_notebooks']
+__all__ = ['ALIASES', 'ACCEPTED_ALIASES', 'positive_check', 'LOWER_IS_BETTER', 'RUN_SUBFOLDERS', 'ClimbkitError',
+           'ClimbkitWarning', 'Config', 'resolve_config', 'lower_is_better', 'method_of', 'raises', 'load_config_file',
+           'seed_everything', 'get_rng_state', 'set_rng_state', 'atomic_write', 'save_figure', 'atomic_save_json',
+           'atomic_torch_save', 'project_root', 'runs_dir', 'new_run_dir', 'check_run_dir_writable', 'read_run_config',
+           'run_config', 'list_runs', 'find_run_dir', 'RunLock', 'in_kernel', 'under_papermill', 'progress_mode',
+           'short_errors_in_notebooks']
 
 # %% ../nbs/00_core.ipynb #d7be629f
 class ClimbkitError(ValueError):
@@ -97,6 +98,12 @@ def resolve_config(defaults:Mapping, *overrides:Mapping, checks:Mapping|None=Non
 
 # the check most counts need; a task's `checks` say {'d_model': positive_check}
 positive_check = (lambda v: v > 0, 'a positive integer')
+
+LOWER_IS_BETTER = {'loss', 'mae', 'rmse', 'mse', 'error', 'perplexity', 'ppl', 'js'}  # words of a figure's name that mean "lower is better"
+
+def lower_is_better(figure:str) -> bool:
+    "Whether a smaller value of `figure` is better (a loss, an error, MAE...); accuracy, MRR, Hits@k... are better higher."
+    return bool(set(figure.lower().split('_')) & LOWER_IS_BETTER)
 
 def method_of(cls):
     "Decorator: add the function below as a method of `cls` (fastai's `@patch`, spelled out), so a class can be written over several cells with prose between."

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.profiler import record_function
-from .core import ClimbkitError, Config, resolve_config, get_rng_state, set_rng_state, atomic_save_json, method_of
+from .core import ClimbkitError, Config, resolve_config, get_rng_state, set_rng_state, atomic_save_json, method_of, lower_is_better
 from .cpu import choose_precision, autocast, hardware_info
 from .data import Data
 from .optim import make_optimizer, make_scheduler
@@ -96,10 +96,10 @@ class Learner:
         self.sched, self.sched_total = None, None
         self.stepwise = c.steps > 0  # train by optimizer steps (evaluating every `eval_every`), not by epochs
         self.eval_every = c.eval_every or max(1, c.steps // 20)
-        self.minimize = 'loss' in c.monitor  # a loss is better lower; MRR, accuracy... higher
+        self.minimize = lower_is_better(c.monitor)  # a loss or an error is better lower; MRR, accuracy... higher
         self.epoch, self.step, self.data_pos, self.batch_in_epoch = 0, 0, 0, 0  # the counters (see above)
         self.history, self.best, self.elapsed = [], float('inf') if self.minimize else -float('inf'), 0.0  # elapsed: over all sessions
-        self.stop, self.stop_reason, self.interrupt, self.stepped = False, None, None, False
+        self.stop, self.stop_reason, self.interrupt, self.stepped, self.pruned = False, None, None, False, False  # pruned: by a sweep
         self._partial, self.segment_start, self.current_epoch = None, 0, 1  # a mid-period resume's running figures; messages
         self.loss_parts, self._part_sums = {}, {}  # a task's loss components, and their sums over the period
         # what `climbkit.run.start_run` gives a learner it builds: its task, baselines, setup times and the run folder's lock

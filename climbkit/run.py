@@ -18,6 +18,7 @@ from .task import Task, TRAIN_DEFAULTS, TRAIN_CHECKS, get_task, known_tasks
 from .learner import Callback, Learner, distributed, on_rank0, _device, load_checkpoint_file, check_model_matches
 from .callbacks import (ProgressCallback, ProfileCallback, CSVLogger, TensorBoardLogger, CheckpointCallback, EarlyStopping,
                                 LivePlot, FigureSaver, ResultsWriter, FreezeCallback)
+from .trial import TrialReporter, parse_trial_ref, WATCH_ENV
 
 # %% auto #0
 __all__ = ['RESUME_KEYS', 'PARAMETER_BLOCK', 'check_checkpoint_name', 'find_config_file', 'resolve_run_config', 'parameter_table',
@@ -84,6 +85,7 @@ def resolve_run_config(params:dict) -> tuple[Task, Config]:
         raise ClimbkitError(f"Parameter 'optimizer_state' bf16 needs optimizer='lamb', got {cfg.optimizer!r}.")
     if isinstance(cfg.resume, str) and cfg.resume.lower() in ('true', 'false'): cfg.resume = cfg.resume.lower() == 'true'
     check_checkpoint_name(cfg.checkpoint_name)
+    if cfg.sweep_trial: parse_trial_ref(cfg.sweep_trial)  # a sweep folder that is not there: refused before the run folder is made
     if cfg.save_every_steps and not cfg.steps:
         raise ClimbkitError(f"Parameter 'save_every_steps' ({cfg.save_every_steps}) needs a step-based run: set 'steps' too "
                             f"(or use 'save_every' for epoch checkpoints).")
@@ -129,6 +131,7 @@ def standard_callbacks(cfg:Config, refs:dict|None=None) -> list[Callback]:
            EarlyStopping(cfg.patience),
            LivePlot(refs), FigureSaver(refs), ResultsWriter()]
     if cfg.get('freeze'): cbs.append(FreezeCallback(cfg.freeze_threshold, cfg.freeze_patience, cfg.freeze_every))
+    if cfg.get('sweep_trial'): cbs.append(TrialReporter(cfg.sweep_trial, watch=os.environ.get(WATCH_ENV) or None))
     return cbs
 
 def build_parts(task:Task, cfg:Config) -> tuple[Data, nn.Module, dict]:

@@ -52,7 +52,7 @@ class Task:
 
 TASKS: dict[str, type] = {}
 # the kit's own modules: they define no task, and none of them imports a family
-MACHINERY = {'core', 'cpu', 'data', 'optim', 'task', 'learner', 'callbacks', 'run', 'metrics', 'bench', 'ledger', 'plain', '_modidx'}
+MACHINERY = {'core', 'cpu', 'data', 'optim', 'task', 'learner', 'callbacks', 'trial', 'run', 'compare', 'sweep_view', 'sweep', 'metrics', 'bench', 'ledger', 'plain', '_modidx'}
 
 def register_task(cls):
     "Class decorator: make a `Task` subclass available by its `name`."
@@ -95,7 +95,7 @@ TRAIN_DEFAULTS = dict(
     freeze=False, freeze_threshold=0.1, freeze_patience=3, freeze_every=50,
     precision='auto', threads=0, device='auto', compile=False, seed=0, valid_frac=0.1,
     out_dir=None, name=None, resume=False, patience=0, save_every=5, keep_last=3, checkpoint_every=200, log_every=0,
-    steps=0, eval_every=0, save_every_steps=0, monitor='valid_loss',
+    steps=0, eval_every=0, save_every_steps=0, monitor='valid_loss', sweep_trial=None,
     lr_schedule='cosine', lr_step_epochs=30, lr_gamma=0.1, val_check_interval=1.0,
     save_top_k=0, checkpoint_name='{task}-epoch={epoch:02d}-step={step}-{monitor}={value:.4f}.pt',
 )
@@ -126,4 +126,5 @@ TRAIN_CHECKS = {
     'lr_step_epochs': (lambda v: v > 0, 'a positive number of epochs'), 'lr_gamma': (lambda v: 0 < v <= 1, 'in (0, 1]'),
     'val_check_interval': (lambda v: 0 < v <= 1, 'a fraction of an epoch in (0, 1] (0.5: validate twice an epoch)'),
     'save_top_k': (lambda v: v >= 0, '0 (off) or how many of the best checkpoints to keep under checkpoint_name'),
+    'sweep_trial': (lambda v: str(v).rpartition('#')[2].isdigit(), 'SWEEP_FOLDER#TRIAL_NUMBER (a sweep sets it for each of its trials)'),
 }
