@@ -272,7 +272,7 @@ class DaskWorkers:
 
 def make_workers(spec:Config): return DaskWorkers(spec.scheduler, spec.workers) if spec.scheduler else LocalWorkers(spec.workers)
 
-# %% ../nbs/04h_sweep.ipynb #a805985b
+# %% ../nbs/04h_sweep.ipynb #ba3d1109
 def trial_params(spec:Config, sampled:dict, threads:int) -> dict:
     "A trial's run parameters: the fixed ones, the sampled ones, and what the sweep sets."
     return {'task': spec.task, **spec.fixed, **sampled, 'monitor': spec.metric, 'threads': threads}
@@ -312,7 +312,7 @@ class SweepDriver:
             self.gave_up = f"the first {failed} trials all failed, the last with: {self.trials('FAIL')[-1].user_attrs.get('error')}"
             print(f'sweep: stops asking for trials: {self.gave_up}', flush=True)
             return False
-        return len(self.trials()) < self.total
+        return len(self.trials('RUNNING', 'COMPLETE', 'PRUNED', 'FAIL')) < self.total  # not the waiting ones a replay queued
 
     def launch(self, number:int, sampled:dict):
         params = trial_params(self.spec, sampled, self.threads)
