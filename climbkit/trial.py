@@ -50,7 +50,7 @@ def load_sweep_study(sweep_dir):
     try: return optuna.load_study(study_name=spec['study'], storage=open_storage(spec.get('storage'), sweep_dir), pruner=pruner)
     except KeyError: raise ClimbkitError(f"{Path(sweep_dir)/SPEC_FILE} names study {spec.get('study')!r}, which its storage does not hold.") from None
 
-# %% ../nbs/04e_trial.ipynb #cd2c9a60
+# %% ../nbs/04e_trial.ipynb #84f42589
 def parse_trial_ref(ref) -> tuple[Path, int]:
     "(sweep folder, trial number) of a `sweep_trial` value 'SWEEP_FOLDER#N'."
     folder, sep, number = str(ref).rpartition('#')
@@ -80,7 +80,7 @@ def trial_seconds(run_dir) -> float|None:
     att = trial_attempts(run_dir)
     return sum(a['seconds'] if a.get('seconds') is not None else _open_attempt_seconds(run_dir, a) for a in att) if att else None
 
-# %% ../nbs/04e_trial.ipynb #66216f6b
+# %% ../nbs/04e_trial.ipynb #95eb4f54
 def sweep_alive(sweep_dir, session:str|None=None, gone_after:float|None=None) -> bool:
     "False once the sweep in `sweep_dir` asked its trials to stop, its heartbeat is older than `gone_after` seconds (default: $CLIMBKIT_SWEEP_GONE_AFTER, else SWEEP_GONE_AFTER), or another start of the sweep (not `session`) beats it."
     import os
@@ -91,7 +91,7 @@ def sweep_alive(sweep_dir, session:str|None=None, gone_after:float|None=None) ->
     except OSError: return False
     return (session is None or beat == session) and time.time() - mtime < gone_after
 
-# %% ../nbs/04e_trial.ipynb #f0adb608
+# %% ../nbs/04e_trial.ipynb #b4dac63d
 class TrialReporter(Callback):
     "Report each evaluation's monitored figure to the sweep's Optuna trial, stop when pruned, and (`watch`) stop at a checkpoint when the sweep is gone."
     order = 60  # after early stopping: a pruned run's status names the pruning
@@ -109,7 +109,7 @@ class TrialReporter(Callback):
                                         f"this run reports nothing to it.", ClimbkitWarning, stacklevel=2)
         self.trial, self.reported = optuna.trial.Trial(self.study, tid), set(frozen.intermediate_values)
 
-# %% ../nbs/04e_trial.ipynb #82138ff2
+# %% ../nbs/04e_trial.ipynb #4b503044
 @method_of(TrialReporter)
 def after_batch(self, learn):
     if not self.watch or time.monotonic() - self.looked < self.every: return

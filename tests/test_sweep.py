@@ -96,3 +96,26 @@ def test_bad_settings_get_one_sentence_and_run_nothing(tmp_path, change, expecte
     err = capsys.readouterr().err
     assert expected in err and err.count('\n') == 1, err
     assert not (tmp_path/'b').exists()
+
+def test_sigterm_stops_every_trial_at_a_checkpoint_and_the_folder_is_locked(tmp_path):
+    "SIGTERM (or Ctrl-C): the trials stop at their next step with a checkpoint and stay running for the sweep to resume; a second sweep on the same folder is refused while the first lives."
+    spec = spec_file(tmp_path, trials=2, runner='script', search={'lr': {'log_uniform': [1e-3, 3e-2]}}, fixed={**TINY_SWEEP['fixed'], 'epochs': 25})
+    proc = subprocess.Popen([SWEEP, str(spec), '--name', 't', '--out_dir', str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sweep_dir, t_end = tmp_path/'t', time.time() + 180
+    trials = lambda: [sweep_dir/'trials'/f'trial-{n:03d}' for n in range(2)]
+    while not all((r/'metrics.csv').exists() and len(epochs_of(r)) >= 2 for r in trials()):
+        assert proc.poll() is None and time.time() < t_end, proc.communicate()[0][-3000:]
+        time.sleep(0.1)
+    second = subprocess.run([SWEEP, '--resume', str(sweep_dir)], capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2 and 'in use by a live run' in second.stderr, second.stderr
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0 and 'each running trial stops at its next step with a checkpoint' in out, out[-3000:]
+    s = summary(sweep_dir)
+    assert s['counts']['running'] == 2, s['counts']
+    for r in trials():
+        res = json.loads((r/'results.json').read_text())
+        assert res['status'].startswith('sweep-stop') and res['epochs'] < 25 and (r/'checkpoints'/'latest.pt').exists(), res['status']
+    done = subprocess.run([SWEEP, '--resume', str(sweep_dir)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and summary(sweep_dir)['counts']['complete'] == 2, done.stdout[-3000:] + done.stderr[-2000:]
+    for r in trials(): assert epochs_of(r) == list(range(1, 26)) and [a['resumed'] for a in attempts(sweep_dir, int(r.name[-3:]))] == [False, True]
