@@ -80,7 +80,7 @@ nbdev-test: setup
 	$(BIN)/nbdev_test --timing
 
 pytest: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 ## bench: climbkit against a plain PyTorch loop, and each training aid on and off (runs/bench-<date>/; ARGS='-p data ... -p steps 500')
 BENCH := bench-$(shell date +%Y%m%d-%H%M%S)
