@@ -8,8 +8,8 @@ from conftest import ROOT, papermill, notebook_text
 SWEEP = str(Path(sys.executable).parent/'climbkit-sweep')
 # a trial of a few seconds: the synthetic task's MLP on a little generated data, one epoch a checkpoint
 TINY_SWEEP = dict(task='synthetic', fixed={'n_samples': 4096, 'd_in': 32, 'hidden': '64', 'fused': 'false', 'batch_size': 16, 'warmup_steps': 5},
-                  search={'lr': {'log_uniform': [1e-3, 3e-2]}, 'epochs': {'choice': [12, 36]}}, trials=2, workers=2, sampler='tpe', pruner='none')
-# (TPE's first draws with seed 0: trial 0 trains 12 epochs, trial 1 36, so one finishes while the other is part-way)
+                  search={'lr': {'log_uniform': [1e-3, 3e-2]}, 'epochs': {'choice': [12, 60]}}, trials=2, workers=2, sampler='tpe', pruner='none')
+# (TPE's first draws with seed 0: trial 0 trains 12 epochs, trial 1 60, so one finishes while the other has at least half to go)
 
 def spec_file(tmp_path, **changes) -> Path:
     p = tmp_path/'space.yaml'; p.write_text(yaml.safe_dump({**TINY_SWEEP, **changes})); return p
@@ -32,7 +32,7 @@ def kill_when_mid_trial(proc, sweep_dir:Path, timeout:float=240) -> list[Path]:
     while time.time() < t_end:
         assert proc.poll() is None, proc.communicate()[0][-3000:]
         runs = sorted((sweep_dir/'trials').glob('trial-*')) if (sweep_dir/'trials').exists() else []
-        part = [r for r in runs if not finished(r) and (r/'metrics.csv').exists() and 2 <= len(epochs_of(r)) <= 30]
+        part = [r for r in runs if not finished(r) and (r/'metrics.csv').exists() and 2 <= len(epochs_of(r)) <= 30]  # 30 epochs or more left: longer than the trial takes to notice
         if any(finished(r) for r in runs) and part: proc.kill(); proc.wait(); return part
         time.sleep(0.1)
     raise AssertionError('the sweep never had a finished trial beside one part-way')
