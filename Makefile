@@ -82,7 +82,8 @@ nbdev-test: setup
 pytest: setup
 	$(BIN)/python -m pytest -q --durations=15 tests
 
-## bench: climbkit against a plain PyTorch loop, and each training aid on and off (runs/bench-<date>/; ARGS='-p data ... -p steps 500')
+## bench: climbkit against a plain PyTorch loop, each configuration against its floor, each training aid on and off, and how cost
+## grows with the model (runs/bench-<date>/; ARGS='-p data ... -p steps 500')
 BENCH := bench-$(shell date +%Y%m%d-%H%M%S)
 bench: setup
 	@mkdir -p runs/$(BENCH)
@@ -98,7 +99,7 @@ soak: setup
 
 ## results: rewrite the ledger (results/*.json, each with its command, commit, date, machine and raw figures) and README's
 ## tables from it; one part at a time: make results-bench, results-grader, ... Run on a quiet machine: most are timings.
-RESULTS := bench grader routes stories kg images tiny profiles soak sweep
+RESULTS := bench limit grader routes stories kg images tiny profiles soak sweep
 SHARED_DATA ?= ../shared/data
 STAMP := $(shell date +%Y%m%d-%H%M%S)
 # $(call train_run,NAME,PARAMETERS): one papermill run of nbs/train.ipynb into runs/res-NAME-<stamp>/
@@ -116,6 +117,17 @@ results-bench: setup
 	$(BIN)/papermill nbs/bench.ipynb runs/res-bench-$(STAMP)/bench.ipynb -p name res-bench-$(STAMP) -p out_dir runs -p repeats 3 -p ablate 'mlp climb16' \
 	  -p ledger results -p ledger_command 'make results-bench' --log-output $(ARGS)
 	$(BIN)/climbkit-ledger keep runs/res-bench-$(STAMP)/bench.ipynb results/bench.ipynb
+	$(BIN)/climbkit-ledger sync README.md
+
+## results-limit: each configuration against its floor, its own matrix products alone (the route generator at batch 16 and 64, the 80M
+## knowledge-graph model on UMLS, ResNet-50 at 224 px; 3 interleaved repeats), the measures that could close the gap on and off at
+## batch 16 and 64, and how cost grows with the route generator's width and batch (about 40 minutes on 2 cores without native bf16)
+results-limit: setup
+	@mkdir -p runs/res-limit-$(STAMP)
+	$(BIN)/papermill nbs/bench.ipynb runs/res-limit-$(STAMP)/bench.ipynb -p name res-limit-$(STAMP) -p out_dir runs -p configs '' \
+	  -p ablate 'climb16 climb64' -p ablations 'compile dropout' -p freeze_steps 6 -p kg_data $(SHARED_DATA)/kg/umls \
+	  -p ledger results -p ledger_command 'make results-limit' --log-output $(ARGS)
+	$(BIN)/climbkit-ledger keep runs/res-limit-$(STAMP)/bench.ipynb results/limit.ipynb
 	$(BIN)/climbkit-ledger sync README.md
 
 ## results-grader: the grade predictor's ablation on the MoonBoard 2016 file: each variant with GRADE_SEEDS seeds (the default CNN, one-hot

@@ -4,9 +4,10 @@
 
 # %% ../nbs/06_bench.ipynb #62891965
 from __future__ import annotations
-import gc, math, time, ctypes, statistics, contextlib
+import gc, time, ctypes, statistics, contextlib
 from pathlib import Path
 import torch
+from torch.profiler import record_function
 from .core import ClimbkitError
 from .cpu import matmul_flops
 from .task import Task
@@ -88,7 +89,8 @@ def train_steps(learn:Learner, steps:int, warmup:int=5, validate:bool=True) -> d
     for _ in range(steps):
         t0, n_items, loss_sum = time.perf_counter(), 0, 0.0
         for j in range(accum):
-            loss, n = learn.train_batch(next(batches), j, last=j == accum - 1)
+            with record_function('data'): batch = next(batches)  # a phase of its own for the profiler
+            loss, n = learn.train_batch(batch, j, last=j == accum - 1)
             n_items += n; loss_sum += float(loss) * n
         times.append(time.perf_counter() - t0); items.append(n_items); losses.append(loss_sum / n_items)
     tail = losses[-max(1, steps // 10):]

@@ -52,7 +52,7 @@ class Task:
 
 TASKS: dict[str, type] = {}
 # the kit's own modules: they define no task, and none of them imports a family
-MACHINERY = {'core', 'cpu', 'data', 'optim', 'task', 'learner', 'callbacks', 'trial', 'run', 'compare', 'sweep_view', 'sweep', 'metrics', 'bench', 'ledger', 'plain', '_modidx'}
+MACHINERY = {'core', 'cpu', 'data', 'optim', 'task', 'learner', 'callbacks', 'trial', 'run', 'compare', 'sweep_view', 'sweep', 'metrics', 'bench', 'limit', 'ledger', 'plain', '_modidx'}
 
 def register_task(cls):
     "Class decorator: make a `Task` subclass available by its `name`."

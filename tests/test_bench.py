@@ -1,16 +1,25 @@
 "Issue 4 and 15: the benchmark notebook runs unattended, compares climbkit with the plain loop in fp32 and bf16 over interleaved repeats, and writes its tables to a run folder and, if asked, to the ledger."
 import json, math
+import yaml
 from conftest import papermill, notebook_text
 from climbkit.ledger import load_result
 from climbkit.cpu import choose_precision
 
 # the benchmark's own configurations, shrunk so that the whole notebook runs in seconds
 SMALL = dict(steps=12, warmup=2, ablation_steps=8, freeze_steps=6, n_samples=600, d_in=64, mlp_hidden='64,32', n_routes=300,
-             d_model=32, n_layers=2, n_heads=2, dim_feedforward=64, ablations='bf16 fused lamb lookahead freeze accum', threads=1, ceiling_sizes='128,256')
+             d_model=32, n_layers=2, n_heads=2, dim_feedforward=64, ablations='bf16 fused dropout lamb lookahead freeze accum', threads=1, ceiling_sizes='128,256',
+             limit_configs='climb64 kg images', limit_steps=3, limit_repeats=2, image_arch='resnet18', image_size=32,
+             scaling_widths='16 32', scaling_batches='4', scaling_steps=3, scaling_checks='32x4')
+KG_TINY = dict(task='kg', model='transformer', d_model=32, n_layers=1, n_heads=2, dim_feedforward=64, rel_attention_bias=True, max_seq_len=16, n_families=10)
+
+def small(tmp_path, **changes) -> dict:
+    "SMALL, with a tiny knowledge-graph configuration written for it."
+    (tmp_path/'kg-tiny.yaml').write_text(yaml.safe_dump(KG_TINY))
+    return {**SMALL, 'kg_config': tmp_path/'kg-tiny.yaml', **changes}
 LOOPS = ('climbkit', 'plain bf16', 'plain fp32')
 
 def test_bench_notebook(tmp_path):
-    papermill(tmp_path/'bench.ipynb', {**SMALL, 'repeats': 2, 'out_dir': tmp_path/'runs', 'name': 'b', 'ledger': tmp_path/'results',
+    papermill(tmp_path/'bench.ipynb', {**small(tmp_path), 'repeats': 2, 'out_dir': tmp_path/'runs', 'name': 'b', 'ledger': tmp_path/'results',
                                        'ledger_command': 'make results-bench'}, notebook='bench.ipynb')
     run = tmp_path/'runs'/'b'
     res = json.loads((run/'results.json').read_text())
@@ -40,7 +49,18 @@ def test_bench_notebook(tmp_path):
     assert {'LAMB instead of AdamW', 'LAMB, bf16 optimizer state', 'Lookahead on (k 5, alpha 0.5)'} <= set(climb)
     assert climb['accumulate 4 batches a step']['steps'] == 2 and climb['default']['steps'] == 8  # the same batches
     assert [r['frozen_layers'] for r in res['freezing']['mlp']] == [0, 1, 2] and len(res['freezing']['climb64']) == 2
-    assert {p.name for p in (run/'figures').iterdir()} == {'comparison.png', 'ablation-mlp.png', 'ablation-climb64.png'}
+    assert {p.name for p in (run/'figures').iterdir()} == {'comparison.png', 'ablation-mlp.png', 'ablation-climb64.png', 'parts.png', 'scaling.png'}
+    assert climb['dropout off (0.1 by default)']['valid_loss'] > 0 and 0 < climb['default']['floor_share'] and 'floor_share' not in climb['accumulate 4 batches a step']
+    # against the limit: each configuration's floor, its repeats, and where its step goes
+    lim = res['limit']
+    assert list(lim) == ['climb64', 'kg', 'images'] and all(v['repeats'] == 2 and len(v['runs']) == 2 for v in lim.values())
+    for v in lim.values():
+        assert 0 < v['floor_ms'] and v['floor_share_range'][0] <= v['floor_share'] <= v['floor_share_range'][1] and 0 < v['mfu'] < 1
+        assert v['parts']['matrix products'] > 0 and set(v['parts']) == {'matrix products', 'casts and copies', 'element-wise', 'optimizer', 'data', 'Python and the rest'}
+    assert lim['images']['products'][0]['op'].startswith('convolution') and lim['climb64']['products'][0]['op'] in ('mm', 'addmm', 'bmm')
+    assert [(p['d_model'], p['batch_size']) for p in res['scaling']] == [(16, 4), (32, 4)] and all(p['projected_s'] > 0 for p in res['scaling'])
+    assert [(c['d_model'], c['batch_size'], c['epochs']) for c in res['scaling_checks']] == [(32, 4, 1)] and res['scaling_checks'][0]['real_s'] > 0
+    assert sum("of its floor's speed, target" in v or 'MFU, target' in v or 'images/s, target' in v for v in res['verdicts']) == 3
     text = notebook_text(tmp_path/'bench.ipynb')
     assert 'vs plain bf16' in text and 'vs default' in text and 'parameters frozen' in text and 'plain fp32 loop' in text
     assert set(res['breakdown']) == {'mlp', 'climb64'} and res['breakdown']['climb64']['kinds']['matrix products'] > 0
@@ -52,6 +72,9 @@ def test_bench_notebook(tmp_path):
     assert len(cmp['rows']) == 9 and cmp['columns'][:3] == ['configuration', 'loop', 'ms/step'] and cmp['rows'][1][0] == ''
     assert cmp['rows'][0][4].startswith(f"{by[('mlp', 'climbkit')]['vs plain bf16']:.2f}x (")
     assert (tmp_path/'results'/'bench-comparison.png').stat().st_size > 1000
+    lled = load_result('limit', tmp_path/'results')
+    assert set(lled['tables']) == {'floor', 'parts', 'scaling', 'checks', 'gap'} and len(lled['tables']['floor']['rows']) == 3
+    assert len(lled['raw']['limit']['kg']['runs']) == 2 and (tmp_path/'results'/'limit-parts.png').exists() and (tmp_path/'results'/'limit-scaling.png').exists()
 
 def test_bench_bad_parameters(tmp_path):
     p = papermill(tmp_path/'x.ipynb', {**SMALL, 'configs': 'mlp huge', 'out_dir': tmp_path/'runs'}, check=False, notebook='bench.ipynb')
@@ -60,6 +83,10 @@ def test_bench_bad_parameters(tmp_path):
     assert p.returncode != 0 and "'steps' (2) must exceed 'warmup' (2)" in p.stdout + p.stderr
     p = papermill(tmp_path/'z.ipynb', {**SMALL, 'ablations': 'bf16 turbo', 'out_dir': tmp_path/'runs'}, check=False, notebook='bench.ipynb')
     assert p.returncode != 0 and "'ablations' names unknown aids ['turbo']" in p.stdout + p.stderr
+    p = papermill(tmp_path/'w.ipynb', {**SMALL, 'limit_configs': 'climb64 gpt5', 'out_dir': tmp_path/'runs'}, check=False, notebook='bench.ipynb')
+    assert p.returncode != 0 and "'limit_configs' names unknown configurations ['gpt5']" in p.stdout + p.stderr
+    p = papermill(tmp_path/'v.ipynb', {**SMALL, 'scaling_checks': '64x4', 'out_dir': tmp_path/'runs'}, check=False, notebook='bench.ipynb')
+    assert p.returncode != 0 and "'scaling_checks' must name points of the scaling grid as WIDTHxBATCH (widths [16, 32], batches [4])" in p.stdout + p.stderr
     assert not (tmp_path/'runs').exists()  # nothing written
 
 def test_soak_notebook(tmp_path):
