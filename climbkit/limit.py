@@ -14,10 +14,10 @@ from .learner import Learner
 from .bench import bench_learner, train_steps, flops_per_step, matmul_ceiling, n_params, _batches
 
 # %% auto #0
-__all__ = ['aten', 'PRODUCT_OPS', 'PARTS', 'PRODUCT_NAMES', 'CAST_NAMES', 'PART_COLORS', 'LIMIT_TARGETS', 'TensorSpec',
-           'ProductRecorder', 'step_products', 'product_floor', 'part_of', 'step_parts', 'part_shares', 'learner_limit',
-           'limit_profile', 'plot_parts', 'scaling_point', 'check_projection', 'plot_scaling', 'limit_verdict',
-           'limit_tables']
+__all__ = ['aten', 'PRODUCT_OPS', 'FLASH_FORWARD', 'FLASH_BACKWARD', 'PARTS', 'PRODUCT_NAMES', 'CAST_NAMES', 'PART_COLORS',
+           'LIMIT_TARGETS', 'TensorSpec', 'attention_products', 'ProductRecorder', 'step_products', 'product_floor',
+           'part_of', 'step_parts', 'part_shares', 'learner_limit', 'limit_profile', 'plot_parts', 'scaling_point',
+           'check_projection', 'plot_scaling', 'limit_verdict', 'limit_tables']
 
 # %% ../nbs/06b_limit.ipynb #9e6c6f98
 aten = torch.ops.aten
@@ -42,12 +42,27 @@ def _build(x):
     if isinstance(x, (list, tuple)): return type(x)(_build(v) for v in x)
     return x
 
+FLASH_FORWARD = aten._scaled_dot_product_flash_attention_for_cpu.default
+FLASH_BACKWARD = aten._scaled_dot_product_flash_attention_for_cpu_backward.default
+
+def _bmm(b:int, m:int, k:int, n:int, dtype) -> tuple:
+    "A contiguous batched product (b x m x k) @ (b x k x n), as a recorded call."
+    return (aten.bmm.default, (TensorSpec(((b, m, k), (m * k, k, 1), dtype)), TensorSpec(((b, k, n), (k * n, n, 1), dtype))), {})
+
+def attention_products(func, args) -> list:
+    "The products inside PyTorch's fused CPU attention kernel, as the batched products they stand for: 2 forward (QKᵀ, PV), 4 backward."
+    q, k, v = args[0:3] if func is FLASH_FORWARD else args[1:4]  # the backward's arguments start with the output's gradient
+    (B, H, L, D), S, Dv, dt = q.shape, k.shape[-2], v.shape[-1], q.dtype
+    if func is FLASH_FORWARD: return [_bmm(B * H, L, D, S, dt), _bmm(B * H, L, S, Dv, dt)]
+    return [_bmm(B * H, S, L, Dv, dt), _bmm(B * H, L, Dv, S, dt), _bmm(B * H, L, S, D, dt), _bmm(B * H, S, L, D, dt)]
+
 class ProductRecorder(TorchDispatchMode):
-    "Inside it, every matrix product and convolution that runs is recorded in `calls` as (op, argument specs)."
+    "Inside it, every matrix product and convolution that runs is recorded in `calls` as (op, argument specs); fused attention as its products."
     def __init__(self):
         super().__init__(); self.calls = []
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func in PRODUCT_OPS: self.calls.append((func, _spec(tuple(args)), _spec(dict(kwargs or {}))))
+        elif func in (FLASH_FORWARD, FLASH_BACKWARD): self.calls += attention_products(func, args)
         return func(*args, **(kwargs or {}))
 
 # %% ../nbs/06b_limit.ipynb #e5956146
@@ -91,7 +106,8 @@ def product_floor(calls:list, repeats:int=5, times:int=1) -> dict:
 # %% ../nbs/06b_limit.ipynb #9f2b8a9e
 PARTS = ('matrix products', 'casts and copies', 'element-wise', 'optimizer', 'data', 'Python and the rest')
 PRODUCT_NAMES = {'mm', 'addmm', 'bmm', 'baddbmm', 'addbmm', 'linear', 'matmul', 'convolution', 'convolution_backward', '_convolution',
-                 'mkldnn_convolution', 'conv2d', 'mkldnn_linear', 'mkldnn_convolution_backward'}
+                 'mkldnn_convolution', 'conv2d', 'mkldnn_linear', 'mkldnn_convolution_backward',
+                 '_scaled_dot_product_flash_attention_for_cpu', '_scaled_dot_product_flash_attention_for_cpu_backward'}  # mostly products
 CAST_NAMES = {'copy_', '_to_copy', 'to', 'clone', 'contiguous', 'cat', 'stack', 'to_dense', 'to_mkldnn'}
 
 def _phase(e) -> str|None:
