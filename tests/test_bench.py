@@ -76,6 +76,15 @@ def test_bench_notebook(tmp_path):
     assert set(lled['tables']) == {'floor', 'parts', 'scaling', 'checks', 'gap'} and len(lled['tables']['floor']['rows']) == 3
     assert len(lled['raw']['limit']['kg']['runs']) == 2 and (tmp_path/'results'/'limit-parts.png').exists() and (tmp_path/'results'/'limit-scaling.png').exists()
 
+def test_bench_runs_only_the_parts_asked_for(tmp_path):
+    "configs='' ablate='' limit_configs='': no comparison, no ablation, no limit; only the scaling study, into limit.json (make results-limit's way of leaving parts out)."
+    papermill(tmp_path/'s.ipynb', {**SMALL, 'configs': '', 'ablate': '', 'limit_configs': '', 'scaling_widths': '16', 'scaling_checks': '',
+                                   'out_dir': tmp_path/'runs', 'name': 's', 'ledger': tmp_path/'results'}, notebook='bench.ipynb')
+    res = json.loads((tmp_path/'runs'/'s'/'results.json').read_text())
+    assert res['comparison'] == [] and res['ablation'] == {} and res['limit'] == {} and len(res['scaling']) == 1 and res['scaling_checks'] == []
+    assert {p.name for p in (tmp_path/'runs'/'s'/'figures').iterdir()} == {'scaling.png'}
+    assert not (tmp_path/'results'/'bench.json').exists() and set(load_result('limit', tmp_path/'results')['tables']) == {'scaling'}
+
 def test_bench_bad_parameters(tmp_path):
     p = papermill(tmp_path/'x.ipynb', {**SMALL, 'configs': 'mlp huge', 'out_dir': tmp_path/'runs'}, check=False, notebook='bench.ipynb')
     assert p.returncode != 0 and "unknown configurations ['huge']" in p.stdout + p.stderr
