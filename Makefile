@@ -170,11 +170,26 @@ results-stories: setup
 	  `-p epochs 5 -p hidden_dim 32 -p num_rules 4` (1$(,)000 stories)|the same with the report’s exact flags: `-p num_stories 100 -p batch_size 8`|\
 	  `-p num_stories 2000 -p epochs 15 -p hidden_dim 128 -p num_rules 12`)
 
-## results-kg: UMLS and Nations, 3,000 steps of the transformer with DistMult beside it, the two graphs side by side on one thread each (about 30 minutes)
+## results-kg: link prediction on UMLS and Nations, the two graphs side by side on one thread each (about 55 minutes): the transformer's
+## recipe (nbs/configs/kg-<graph>.yaml) and the tuned ComplEx and DistMult (kg-complex.yaml, kg-distmult.yaml), each with every seed of
+## KG_SEEDS, then the recipe's ablation at KG_ABLATION_STEPS steps (seed 0): the recipe itself, then each change of KG_ABLATION alone.
+## Each model is its own run (`-p baseline none`: the transformer's runs do not train ComplEx again in reference/)
+KG_GRAPHS = umls nations
+KG_SEEDS ?= 0 1 2
+KG_ABLATION_STEPS ?= 1500
+KG_ABLATION = recipe: context:-p~max_seq_len~7 absolute:-p~rel_attention_bias~false smoothing:-p~label_smoothing~0 \
+  dropout:-p~dropout~0.1 scale:-p~emb_scale~10 n3:-p~n3~0.005 decay:-p~weight_decay~0 depth:-p~n_layers~1 \
+  width:-p~d_model~128~-p~dim_feedforward~256
+kg_run = $(call train_run,kg-$(1)-$(2)-s$(3),-p config nbs/configs/$(4).yaml -p data $(SHARED_DATA)/kg/$(1) -p seed $(3) -p threads 1 -p baseline none $(5))
+kg_lane = $(foreach s,$(KG_SEEDS),$(call kg_run,$(1),transformer,$(s),kg-$(1)) && $(call kg_run,$(1),complex,$(s),kg-complex) && \
+  $(call kg_run,$(1),distmult,$(s),kg-distmult) && ) $(foreach v,$(KG_ABLATION),$(call kg_run,$(1),ab-$(word 1,$(subst :, ,$(v))),0,kg-$(1),\
+  -p steps $(KG_ABLATION_STEPS) $(subst ~, ,$(word 2,$(subst :, ,$(v))))) && ) true
+kg_names = $(foreach g,$(KG_GRAPHS),$(foreach s,$(KG_SEEDS),kg-$(g)-transformer-s$(s) kg-$(g)-complex-s$(s) kg-$(g)-distmult-s$(s)) \
+  $(foreach v,$(KG_ABLATION),kg-$(g)-ab-$(word 1,$(subst :, ,$(v)))-s0))
+kg_labels = $(foreach g,$(KG_GRAPHS),$(foreach s,$(KG_SEEDS),transformer|ComplEx|DistMult|)$(foreach v,$(KG_ABLATION),ablation: $(or $(subst ~, ,$(word 2,$(subst :, ,$(v)))),recipe)|))
 results-kg: setup
-	$(call train_run,kg-umls,-p task kg -p data $(SHARED_DATA)/kg/umls -p steps 3000 -p threads 1) & \
-	$(call train_run,kg-nations,-p task kg -p data $(SHARED_DATA)/kg/nations -p steps 3000 -p threads 1) & wait
-	$(call collect,kg,kg-umls kg-nations,UMLS|Nations)
+	( $(call kg_lane,umls) ) & lane=$$!; ( $(call kg_lane,nations) ); done=$$?; wait $$lane && test $$done = 0
+	$(call collect,kg,$(kg_names),$(kg_labels))
 
 ## results-images: ResNet-50 and ResNet-18 training speed by precision and memory layout (about 10 minutes without native bf16)
 results-images: setup

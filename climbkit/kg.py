@@ -19,10 +19,11 @@ from .task import Task, register_task
 # %% auto #0
 __all__ = ['Triple', 'KG_FORMAT', 'SPLITS', 'MALE_NAMES', 'FEMALE_NAMES', 'PAD', 'MASK', 'N_SPECIAL', 'TYPE_ENTITY',
            'TYPE_RELATION', 'TYPE_MASK', 'TYPE_CTX_RELATION', 'TYPE_CTX_ENTITY', 'ATTENTION_SDPA_MIN_LEN', 'KG_MODELS',
-           'REFERENCE_SETTINGS', 'PUBLISHED', 'read_triples', 'KG', 'kg_from_triples', 'load_kg', 'family_kg',
-           'both_directions', 'KGFilter', 'DistMult', 'ComplEx', 'relative_buckets', 'build_neighbourhoods', 'KGBlock',
-           'KGTransformer', 'attention_timings', 'rank_triples', 'ranking_metrics', 'kg_data', 'evaluate_split',
-           'resolve_kg', 'RelationPrior', 'count_baseline', 'compare_reports', 'KGTask', 'rank_figure']
+           'REFERENCE_SETTINGS', 'PROTOCOL', 'PU_2022', 'DETTMERS_2018', 'PUBLISHED', 'read_triples', 'KG',
+           'kg_from_triples', 'load_kg', 'family_kg', 'both_directions', 'KGFilter', 'DistMult', 'ComplEx',
+           'relative_buckets', 'build_neighbourhoods', 'KGBlock', 'KGTransformer', 'attention_timings', 'rank_triples',
+           'ranking_metrics', 'kg_data', 'evaluate_split', 'resolve_kg', 'RelationPrior', 'count_baseline',
+           'compare_reports', 'KGEnsemble', 'ensemble_ranking', 'KGTask', 'rank_figure']
 
 # %% ../nbs/30_kg.ipynb #93af010d
 Triple = tuple[str, str, str]
@@ -208,6 +209,9 @@ class DistMult(nn.Module):
         nn.init.normal_(self.ent.weight, 0, dim ** -0.5); nn.init.normal_(self.rel.weight, 1, 0.1)  # relations start near identity
     def forward(self, query:torch.Tensor) -> torch.Tensor:
         return self.drop(self.ent(query[:, 0]) * self.rel(query[:, 1])) @ self.ent.weight.t()
+    def n3_penalty(self, query:torch.Tensor, target:torch.Tensor) -> torch.Tensor:
+        "The N3 norm of the batch's factors (Lacroix et al. 2018): sum of |x|^3 over the entity, relation and answer embeddings, per query."
+        return sum(w.abs().pow(3).sum() for w in (self.ent(query[:, 0]), self.rel(query[:, 1]), self.ent(target))) / len(query)
 
 class ComplEx(nn.Module):
     "score(e, r, t) = Re(<e, r, conj(t)>) with `dim` complex dimensions (2 x dim numbers per embedding)."
@@ -220,6 +224,10 @@ class ComplEx(nn.Module):
         e_re, e_im = self.ent(query[:, 0]).chunk(2, -1); r_re, r_im = self.rel(query[:, 1]).chunk(2, -1)
         q = self.drop(torch.cat([e_re * r_re - e_im * r_im, e_re * r_im + e_im * r_re], -1))
         return q @ self.ent.weight.t()  # = q_re . t_re + q_im . t_im
+    def n3_penalty(self, query:torch.Tensor, target:torch.Tensor) -> torch.Tensor:
+        "The N3 norm of the batch's factors, on the moduli of the complex numbers (Lacroix et al. 2018), per query."
+        def modulus3(w): re, im = w.chunk(2, -1); return (re ** 2 + im ** 2).sqrt().pow(3).sum()
+        return sum(modulus3(w) for w in (self.ent(query[:, 0]), self.rel(query[:, 1]), self.ent(target))) / len(query)
 
 # %% ../nbs/30_kg.ipynb #cacc8a35
 PAD, MASK, N_SPECIAL = 0, 1, 2
@@ -278,12 +286,12 @@ class KGTransformer(nn.Module):
     "Predict the entity at [MASK] of `[e, r, MASK, (relation, entity) pairs of e's training neighbourhood...]`."
     def __init__(self, n_entities:int, n_relations2:int, d_model:int=256, n_layers:int=4, n_heads:int=8,
                  dim_feedforward:int=1024, max_seq_len:int=3, rel_attention_bias:bool=True, dropout:float=0.1,
-                 train_triples:torch.Tensor|None=None, n_buckets:int=32):
+                 train_triples:torch.Tensor|None=None, n_buckets:int=32, emb_scale:float=1.0):
         super().__init__()
         if d_model % n_heads:
             raise ClimbkitError(f"Parameter 'd_model' ({d_model}) must be divisible by 'n_heads' ({n_heads}).")
         if max_seq_len < 3: raise ClimbkitError(f"Parameter 'max_seq_len' must be at least 3 (entity, relation, mask), got {max_seq_len}.")
-        self.n_entities, self.n_relations2, self.max_seq_len = n_entities, n_relations2, max_seq_len
+        self.n_entities, self.n_relations2, self.max_seq_len, self.emb_scale = n_entities, n_relations2, max_seq_len, emb_scale
         self.n_context = (max_seq_len - 3) // 2
         self.tok_emb = nn.Embedding(N_SPECIAL + n_entities + n_relations2, d_model)
         self.type_emb = nn.Embedding(5, d_model)
@@ -294,6 +302,7 @@ class KGTransformer(nn.Module):
         self.ln_f, self.out = nn.LayerNorm(d_model), nn.Linear(d_model, d_model)
         self.ent_bias = nn.Parameter(torch.zeros(n_entities))
         self.apply(self._init)
+        with torch.no_grad(): self.tok_emb.weight /= emb_scale  # stored smaller, used `emb_scale` times larger: Adam moves them faster
         self.register_buffer('neighbours', torch.full((n_entities, 1, 2), -1, dtype=torch.long), persistent=False)
         if train_triples is not None: self.set_graph(train_triples)
     @staticmethod
@@ -309,6 +318,9 @@ class KGTransformer(nn.Module):
     def layer_groups(self):
         "The blocks, front to back, for dynamic freezing (the embedding is tied to the output, so it stays)."
         return [(f'blocks.{i}', b) for i, b in enumerate(self.blocks)]
+    def n3_penalty(self, query:torch.Tensor, target:torch.Tensor) -> torch.Tensor:
+        "The N3 norm of the entity embeddings a query reads and answers with (the relation passes through the blocks), per query."
+        return sum((self.tok_emb(e + N_SPECIAL) * self.emb_scale).abs().pow(3).sum() for e in (query[:, 0], target)) / len(query)
 
     def context(self, query:torch.Tensor) -> torch.Tensor:
         "[B, k, 2] (relation, entity) pairs of the query entity's neighbourhood, without the query relation's edges; -1 pads."
@@ -338,7 +350,7 @@ class KGTransformer(nn.Module):
                 ctx_types = torch.tensor([TYPE_CTX_RELATION, TYPE_CTX_ENTITY], device=query.device).repeat(keep)
                 types = torch.cat([types, ctx_types.expand(B, -1)], 1)
         T = tokens.shape[1]
-        x = self.tok_emb(tokens) + self.type_emb(types)
+        x = self.tok_emb(tokens) * self.emb_scale + self.type_emb(types)
         if self.pos_emb is not None: x = x + self.pos_emb(torch.arange(T, device=query.device))
         bias = None
         if self.rel_bias is not None:  # [1, H, T, T], once for all layers
@@ -350,7 +362,7 @@ class KGTransformer(nn.Module):
         x = self.emb_drop(x)
         for b in self.blocks: x = b(x, bias)
         h = F.gelu(self.out(self.ln_f(x[:, 2])))
-        return h @ self.tok_emb.weight[N_SPECIAL:N_SPECIAL + E].t() + self.ent_bias
+        return h @ (self.tok_emb.weight[N_SPECIAL:N_SPECIAL + E] * self.emb_scale).t() + self.ent_bias
 
 # %% ../nbs/30_kg.ipynb #a43cd81f
 def attention_timings(seq_lens=(3, 35, 128, 512), batch:int=256, d_model:int=256, n_heads:int=8, repeats:int=5) -> dict:
@@ -446,14 +458,21 @@ def count_baseline(data:Data) -> float:
     return F.cross_entropy(RelationPrior(data)(vq), vy).item()
 
 # %% ../nbs/30_kg.ipynb #463900a4
-REFERENCE_SETTINGS = {'distmult': {'lr': 0.03, 'dropout': 0.3, 'd_model': 256},
-                      'complex': {'lr': 0.03, 'dropout': 0.3, 'd_model': 128}}
+# chosen on the validation MRR of UMLS and Nations together (one setting for every graph): `nbs/configs/kg-distmult.yaml`, `kg-complex.yaml`
+REFERENCE_SETTINGS = {'distmult': {'lr': 0.03, 'dropout': 0.3, 'd_model': 256, 'n3': 0.005},
+                      'complex': {'lr': 0.03, 'dropout': 0.3, 'd_model': 512, 'n3': 0.005}}
 
-# filtered test MRR / Hits@10 as published, for orientation
-PUBLISHED = {
-    'nations': {'source': 'Pu et al. 2022 (J. Data Inf. Sci. 7(2)), reproduced baselines',
-                'rows': {'DistMult': (0.713, 0.978), 'ComplEx': (0.668, 0.978), 'RotatE': (0.716, 1.0)}},
-    'umls': {'source': 'Dettmers et al. 2018 (ConvE, AAAI)', 'rows': {'ComplEx': (0.89, 0.97), 'ConvE': (0.94, 0.99)}},
+PROTOCOL = ("Filtered ranking: each held-out triple is asked both ways, (head, relation, ?) and (tail, relation⁻¹, ?); every other answer "
+            "known in train, valid or test is removed from the candidates; a tie counts as half above the answer (the realistic rank, "
+            "1 + higher + equal / 2); MRR and Hits@1/3/10 average both directions; each run keeps the checkpoint with the best validation "
+            "MRR, and settings are chosen on validation figures only.")
+
+# filtered test MRR / Hits@10 (None: not given) as published, for orientation
+PU_2022, DETTMERS_2018 = 'Pu et al. 2022 (ContE), J. Data Inf. Sci. 7(2)', 'Dettmers et al. 2018 (ConvE), AAAI'
+PUBLISHED = {  # graph: {model: (MRR, Hits@10, source)}
+    'nations': {'DistMult': (0.713, 0.978, f'{PU_2022}, its reproduction'), 'ComplEx': (0.668, 0.978, f'{PU_2022}, its reproduction'),
+                'RotatE': (0.716, 1.0, f'{PU_2022}, its reproduction'), 'ConvE': (0.82, None, DETTMERS_2018), 'ContE': (0.841, None, PU_2022)},
+    'umls': {'ComplEx': (0.89, 0.97, DETTMERS_2018), 'ConvE': (0.94, 0.99, DETTMERS_2018)},
 }
 
 def compare_reports(reports:dict, graph:str, histories:dict|None=None, run_dir=None):
@@ -462,10 +481,9 @@ def compare_reports(reports:dict, graph:str, histories:dict|None=None, run_dir=N
     keys = ['test_mrr', 'test_hits@1', 'test_hits@3', 'test_hits@10', 'valid_mrr']
     rows = {label: {k.replace('test_', ''): r.get(k) for k in keys} for label, r in reports.items()}
     known = PUBLISHED.get(Path(str(graph)).name.lower())
-    if known:
-        for label, (mrr, h10) in known['rows'].items(): rows[f'{label} (published)'] = {'mrr': mrr, 'hits@10': h10}
+    for label, (mrr, h10, _) in (known or {}).items(): rows[f'{label} (published)'] = {'mrr': mrr, 'hits@10': h10}
     table = pd.DataFrame(rows).T.astype(float).round(3)
-    table.attrs['source'] = known['source'] if known else None
+    table.attrs['source'] = sorted({s for *_, s in known.values()}) if known else None
     if histories:
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -478,8 +496,29 @@ def compare_reports(reports:dict, graph:str, histories:dict|None=None, run_dir=N
         if run_dir is not None:
             save_figure(fig, Path(run_dir)/'figures'/'kg_compare.png', tight=False)
         if not in_kernel(): plt.close(fig)
-    if known: print(f"published rows: {known['source']}")
+    if known: print('published rows: ' + '; '.join(f'{m}: {s}' for m, (*_, s) in known.items()))
     return table
+
+# %% ../nbs/30_kg.ipynb #f2c35516
+class KGEnsemble(nn.Module):
+    "Trained models of one graph as one: the log of the mean of their answer probabilities."
+    def __init__(self, models): super().__init__(); self.models = nn.ModuleList(models)
+    def forward(self, query:torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(query).float().softmax(-1) for m in self.models]).mean(0).log()
+
+def ensemble_ranking(checkpoints, splits=('valid', 'test')) -> dict:
+    "Filtered ranking figures of the ensemble of `checkpoints` (files of finished `kg` runs on one graph), per split."
+    from climbkit.run import rebuild_checkpoint
+    models, data, entities = [], None, None
+    for path in checkpoints:
+        task, cfg, d, model, _ = rebuild_checkpoint(path)
+        if cfg.task != 'kg': raise ClimbkitError(f"Checkpoint {path} is of task {cfg.task!r}; an ensemble needs 'kg' runs.")
+        if entities is not None and d.info['kg'].entities != entities:
+            raise ClimbkitError(f"Checkpoint {path} was trained on another graph than {checkpoints[0]}; an ensemble needs one graph.")
+        models.append(model); data, entities = data or d, d.info['kg'].entities
+    if not models: raise ClimbkitError("An ensemble needs at least one checkpoint.")
+    ens = KGEnsemble(models)
+    return {s: ranking_metrics(rank_triples(ens, data.info['kg'].split(s), data.info['filter'])) for s in splits}
 
 # %% ../nbs/30_kg.ipynb #26fc5bae
 @register_task
@@ -487,21 +526,24 @@ class KGTask(Task):
     "Knowledge-graph link prediction (1-N scoring, filtered MRR / Hits@k)."
     name = 'kg'
     defaults = dict(data='builtin', model='transformer', d_model=256, n_layers=4, n_heads=8, dim_feedforward=1024, max_seq_len=3,
-                    rel_attention_bias=True, dropout=0.1, label_smoothing=0.1, n_families=80, eval_triples=0, baseline='distmult',
+                    rel_attention_bias=True, emb_scale=1.0, dropout=0.1, label_smoothing=0.1, n3=0.0, n_families=80, eval_triples=0, baseline='distmult',
                     epochs=40, batch_size=256, lr=1e-3, weight_decay=0.01, warmup_steps=100, monitor='valid_mrr')
     quick_params = {'eval_triples': 200}  # climbkit-eval --quick: the validation MRR on a seeded sample of 200 triples
     model_keys = ('model', 'd_model', 'n_layers', 'n_heads', 'dim_feedforward', 'max_seq_len', 'rel_attention_bias')
     help = {'model': "transformer, distmult or complex", 'd_model': "embedding and transformer width", 'n_layers': "transformer blocks",
             'n_heads': "attention heads (must divide d_model)", 'dim_feedforward': "feed-forward width",
             'max_seq_len': "3: just (entity, relation, [MASK]); longer adds the entity's neighbourhood", 'rel_attention_bias': "learned relative-position attention bias (False: absolute positions)",
-            'dropout': "dropout in the blocks", 'label_smoothing': "label smoothing of the 1-N cross-entropy", 'n_families': "data='builtin' (a family-tree graph): how many families",
+            'dropout': "dropout in the blocks", 'label_smoothing': "label smoothing of the 1-N cross-entropy",
+            'emb_scale': "the transformer's token embeddings are stored this many times smaller and scaled up when used: Adam moves them as much faster",
+            'n3': "weight of the N3 regulariser on the embeddings a batch uses (0: off; Lacroix et al. 2018)", 'n_families': "data='builtin' (a family-tree graph): how many families",
             'eval_triples': "0: rank the whole validation split at each evaluation; N: a sample of N triples",
-            'baseline': "a classic model (distmult) trained the same way and reported beside ('none': skip)"}
+            'baseline': "a classic model ('distmult' or 'complex', with REFERENCE_SETTINGS) trained the same way and reported beside ('none': skip)"}
     data_keys = ('data', 'n_families')
     checks = {'model': (lambda v: v in KG_MODELS, "one of 'transformer', 'distmult', 'complex'"),
               'd_model': positive_check, 'n_layers': positive_check, 'n_heads': positive_check, 'dim_feedforward': positive_check,
               'max_seq_len': (lambda v: v >= 3, 'at least 3 (entity, relation, mask; more adds neighbourhood context)'),
               'dropout': (lambda v: 0 <= v < 1, 'between 0 and 1'), 'label_smoothing': (lambda v: 0 <= v < 1, 'between 0 and 1'),
+              'n3': (lambda v: v >= 0, '0 (off) or a positive weight'), 'emb_scale': (lambda v: v > 0, 'a positive factor'),
               'n_families': (lambda v: v >= 1, 'a positive number of families'),
               'eval_triples': (lambda v: v >= 0, '0 (the whole validation split) or a number of triples to sample'),
               'baseline': (lambda v: v in ('distmult', 'complex', 'none'), "'distmult', 'complex' or 'none'")}
@@ -518,12 +560,16 @@ class KGTask(Task):
         if cfg.model == 'distmult': return DistMult(E, R2, cfg.d_model, cfg.dropout)
         if cfg.model == 'complex': return ComplEx(E, R2, cfg.d_model, cfg.dropout)
         return KGTransformer(E, R2, cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.dim_feedforward, cfg.max_seq_len,
-                             cfg.rel_attention_bias, cfg.dropout, train_triples=data.info['kg'].train)
+                             cfg.rel_attention_bias, cfg.dropout, train_triples=data.info['kg'].train, emb_scale=cfg.emb_scale)
 
     def loss(self, model, batch):
-        "Cross-entropy over all entities; label smoothing while training only, so the validation loss compares with the baselines."
+        "Cross-entropy over all entities; label smoothing and N3 while training only, so the validation loss compares with the baselines."
+        query, target = batch['query'], batch['target']
         smooth = self.cfg.label_smoothing if model.training else 0.0
-        return F.cross_entropy(model(batch['query']).float(), batch['target'], label_smoothing=smooth), len(batch['target'])
+        loss = F.cross_entropy(model(query).float(), target, label_smoothing=smooth)
+        if model.training and self.cfg.n3:  # DDP keeps the model in .module
+            loss = loss + self.cfg.n3 * getattr(model, 'module', model).n3_penalty(query, target).float()
+        return loss, len(target)
 
     def baselines(self, data) -> dict:
         return {'uniform': math.log(data.info['n_entities']), 'relation prior': count_baseline(data)}
@@ -538,7 +584,7 @@ class KGTask(Task):
         ranks = {s: rank_triples(model, kg.split(s), flt) for s in ('valid', 'test')}
         metrics = {s: ranking_metrics(r) for s, r in ranks.items()}
         keys = ('mrr', 'hits@1', 'hits@3', 'hits@10')
-        print(f"{kg.name}: filtered ranking, realistic ranks")
+        print(f"{kg.name}: {PROTOCOL}")
         print(f"{'':14}" + ''.join(f'{k:>9}' for k in keys))
         for s in ('valid', 'test'):
             for side in ('', 'tail_', 'head_'):

@@ -24,7 +24,7 @@ from .trial import TrialReporter, parse_trial_ref, WATCH_ENV
 __all__ = ['RESUME_KEYS', 'PARAMETER_BLOCK', 'check_checkpoint_name', 'find_config_file', 'resolve_run_config', 'parameter_table',
            'task_parameter_names', 'sync_parameter_cell', 'standard_callbacks', 'build_parts', 'worker_callbacks',
            'start_run', 'notebook_params', 'parse_cli_args', 'train_cli', 'load_run', 'restore_model',
-           'evaluate_checkpoint', 'eval_cli']
+           'rebuild_checkpoint', 'evaluate_checkpoint', 'eval_cli']
 
 # %% ../nbs/04d_run.ipynb #8dcdfb91
 # kept from the run being resumed unless given again: the split, what the optimizer state was saved from, and the run's length
@@ -266,8 +266,8 @@ def restore_model(model:nn.Module, path, cfg:dict, model_keys=(), ck:dict|None=N
     return ck
 
 # %% ../nbs/04d_run.ipynb #4ce2892c
-def evaluate_checkpoint(path, quick:bool=False, **params) -> dict:
-    "The task's report on checkpoint `path` (or, `quick`, its per-evaluation figures on a sample); `params` override the saved configuration."
+def rebuild_checkpoint(path, quick:bool=False, **params) -> tuple[Task, Config, Data, nn.Module, dict]:
+    "(task, settings, data, model in eval mode, checkpoint) of checkpoint `path`, rebuilt from its saved configuration; `params` override it."
     path = Path(path).expanduser()
     ck = load_checkpoint_file(path)
     saved = ck.get('config', {})
@@ -279,6 +279,11 @@ def evaluate_checkpoint(path, quick:bool=False, **params) -> dict:
     task, cfg = resolve_run_config(p)
     data, model, _ = build_parts(task, cfg)
     restore_model(model, path, cfg, task.model_keys, ck=ck)  # the file is read once
+    return task, cfg, data, model, ck
+
+def evaluate_checkpoint(path, quick:bool=False, **params) -> dict:
+    "The task's report on checkpoint `path` (or, `quick`, its per-evaluation figures on a sample); `params` override the saved configuration."
+    task, cfg, data, model, ck = rebuild_checkpoint(path, quick, **params)
     t0 = time.perf_counter()
     with torch.no_grad(): figures = task.evaluate(model, data, cfg) if quick else task.report(model, data, cfg, None)
     return {'checkpoint': str(path), 'task': cfg.task, 'step': ck.get('step'), 'epoch': ck.get('epoch'), 'quick': quick,

@@ -44,7 +44,7 @@ def test_step_run_through_papermill_with_the_reference_model(tmp_path):
     cfg = json.loads((run/'config.json').read_text())
     assert (cfg['batch_size'], cfg['grad_accum']) == (32, 2)  # the report's flag names, accepted
     text = notebook_text(tmp_path/'out.ipynb')
-    for needle in ('filtered ranking, realistic ranks', 'transformer', 'distmult', 'time on this machine', 'step 40/40'):
+    for needle in ('Filtered ranking: each held-out triple', 'transformer', 'distmult', 'time on this machine', 'step 40/40'):
         assert needle in text, needle
 
 def train_cli(out_dir, name, **kw):
@@ -83,7 +83,7 @@ def test_climbkit_eval_on_a_checkpoint(tmp_path):
     at_10 = float(metrics(tmp_path/'r')[0]['valid_mrr'])  # what the run measured with these weights (an untrained model: 0.058)
     assert q['step'] == 10 and q['quick'] is True and q['valid_mrr'] == pytest.approx(at_10, abs=1e-9) and 'valid_mrr' in p.stdout
     p = subprocess.run([str(BIN/'climbkit-eval'), str(tmp_path/'r'/'checkpoints'/'best.pt')], capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0 and 'test_mrr' in p.stdout and 'filtered ranking' in p.stdout
+    assert p.returncode == 0 and 'test_mrr' in p.stdout and 'Filtered ranking' in p.stdout
     (tmp_path/'junk.pt').write_bytes(b'\x00' * 10)
     for bad, needle in ((tmp_path/'junk.pt', 'cannot be read'), (tmp_path/'none.pt', 'does not exist')):
         p = subprocess.run([str(BIN/'climbkit-eval'), str(bad), '--quick'], capture_output=True, text=True, timeout=300)
@@ -115,8 +115,10 @@ def test_a_malformed_triples_file_is_named_with_its_line_and_nothing_is_written(
     ({'steps': -5}, "'steps' must be 0"),
     ({'monitor': 'mrr'}, "'monitor' must be a validation figure"),
     ({'eval_triples': -1}, "'eval_triples'"),
+    ({'n3': -0.1}, "'n3' must be 0 (off) or a positive weight"),
+    ({'emb_scale': 0}, "'emb_scale' must be a positive factor"),
 ], ids=['empty-field', 'no-valid-file', 'missing-folder', 'model', 'baseline', 'max_seq_len', 'heads', 'synonym-clash',
-        'save_every_steps-without-steps', 'negative-steps', 'monitor', 'eval_triples'])
+        'save_every_steps-without-steps', 'negative-steps', 'monitor', 'eval_triples', 'n3', 'emb_scale'])
 def test_bad_kg_parameters_are_refused_before_anything_is_written(tmp_path, params, needle):
     folders = {'EMPTY_FIELD': lambda: write_graph(tmp_path/'g', 'a\tr\tb\nb\t\tc\n'),
                'NO_VALID': lambda: write_graph(tmp_path/'g', 'a\tr\tb\n', valid=None), 'MISSING': lambda: tmp_path/'nowhere'}
@@ -132,3 +134,39 @@ def test_the_real_graphs_load_with_their_published_sizes():
         kg = load_kg(SHARED/'data'/'kg'/name)
         assert (kg.n_entities, kg.n_relations, len(kg.train), len(kg.valid), len(kg.test)) == sizes
         assert kg.datasets()['train'].num_rows == sizes[2]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def test_the_recipe_configs_differ_only_in_their_graph_and_the_references_match_reference_settings():
+    from climbkit.core import load_config_file
+    from climbkit.kg import REFERENCE_SETTINGS
+    from climbkit.run import resolve_run_config
+    cfg = {g: load_config_file(ROOT/'nbs'/'configs'/f'kg-{g}.yaml') for g in ('umls', 'nations', 'transformer', 'complex', 'distmult')}
+    assert cfg['umls'].pop('data').endswith('kg/umls') and cfg['nations'].pop('data').endswith('kg/nations')
+    assert cfg['umls'] == cfg['nations'] == cfg['transformer'] and cfg['transformer']['model'] == 'transformer'
+    for m in ('complex', 'distmult'):  # the reference a transformer run trains beside it is the tuned one
+        assert cfg[m]['model'] == m and {k: cfg[m][k] for k in REFERENCE_SETTINGS[m]} == REFERENCE_SETTINGS[m]
+        same = {k: v for k, v in cfg['transformer'].items() if k not in REFERENCE_SETTINGS[m]}  # the rest: as the transformer trains
+        assert {k: v for k, v in cfg[m].items() if k not in REFERENCE_SETTINGS[m]} == {**same, 'model': m, 'baseline': 'none'}
+    for g in cfg:  # every setting is one the task accepts
+        resolve_run_config({'config': str(ROOT/'nbs'/'configs'/f'kg-{g}.yaml'), 'data': 'builtin'})
+
+def test_results_kg_plans_every_seed_and_ablation_with_a_label_for_each_run():
+    p = subprocess.run(['make', '-n', 'results-kg', 'SHARED_DATA=/data', 'VENV=.venv'], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    lines = [l for l in p.stdout.splitlines() if 'nbs/results.ipynb' in l]
+    assert len(lines) == 1
+    import shlex
+    args = shlex.split(lines[0].split('&&')[0])
+    runs, labels = args[args.index('runs') + 1].split(), [l.strip() for l in args[args.index('labels') + 1].strip().removesuffix('|').split('|')]
+    assert len(runs) == len(labels) and len(set(runs)) == len(runs)
+    for g in ('umls', 'nations'):
+        for s in (0, 1, 2):
+            for m in ('transformer', 'complex', 'distmult'):
+                assert any(r.endswith(f'kg-{g}-{m}-s{s}') or f'/res-kg-{g}-{m}-s{s}-' in r for r in runs), (g, m, s)
+        mine = [l for r, l in zip(runs, labels) if f'-kg-{g}-' in r]
+        assert mine.count('transformer') == 3 and mine.count('ComplEx') == 3 and mine.count('DistMult') == 3 and 'ablation: recipe' in mine
+    # every run is trained from its graph's config with its seed, on one thread
+    trains = [l for l in p.stdout.replace('\\\n', ' ').split('&&') if 'nbs/train.ipynb' in l]
+    assert len(trains) == len(runs)
+    assert all('-p seed' in t and '-p threads 1' in t and '-p config nbs/configs/kg-' in t and '-p data /data/kg/' in t for t in trains)
