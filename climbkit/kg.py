@@ -511,11 +511,12 @@ def ensemble_ranking(checkpoints, splits=('valid', 'test')) -> dict:
     from climbkit.run import rebuild_checkpoint
     models, data, entities = [], None, None
     for path in checkpoints:
-        task, cfg, d, model, _ = rebuild_checkpoint(path)
+        _, cfg, d, model, _ = rebuild_checkpoint(path)
         if cfg.task != 'kg': raise ClimbkitError(f"Checkpoint {path} is of task {cfg.task!r}; an ensemble needs 'kg' runs.")
         if entities is not None and d.info['kg'].entities != entities:
             raise ClimbkitError(f"Checkpoint {path} was trained on another graph than {checkpoints[0]}; an ensemble needs one graph.")
-        models.append(model); data, entities = data or d, d.info['kg'].entities
+        models.append(model); entities = d.info['kg'].entities
+        if data is None: data = d  # the first run's graph and filter rank for all
     if not models: raise ClimbkitError("An ensemble needs at least one checkpoint.")
     ens = KGEnsemble(models)
     return {s: ranking_metrics(rank_triples(ens, data.info['kg'].split(s), data.info['filter'])) for s in splits}
