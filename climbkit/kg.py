@@ -18,8 +18,8 @@ from .task import Task, register_task
 
 # %% auto #0
 __all__ = ['Triple', 'KG_FORMAT', 'SPLITS', 'MALE_NAMES', 'FEMALE_NAMES', 'PAD', 'MASK', 'N_SPECIAL', 'TYPE_ENTITY',
-           'TYPE_RELATION', 'TYPE_MASK', 'TYPE_CTX_RELATION', 'TYPE_CTX_ENTITY', 'ATTENTION_SDPA_MIN_LEN', 'KG_MODELS',
-           'REFERENCE_SETTINGS', 'PROTOCOL', 'PU_2022', 'DETTMERS_2018', 'PUBLISHED', 'read_triples', 'KG',
+           'TYPE_RELATION', 'TYPE_MASK', 'TYPE_CTX_RELATION', 'TYPE_CTX_ENTITY', 'KG_HEADS', 'ATTENTION_SDPA_MIN_LEN',
+           'KG_MODELS', 'REFERENCE_SETTINGS', 'PROTOCOL', 'PU_2022', 'DETTMERS_2018', 'PUBLISHED', 'read_triples', 'KG',
            'kg_from_triples', 'load_kg', 'family_kg', 'both_directions', 'KGFilter', 'DistMult', 'ComplEx',
            'relative_buckets', 'build_neighbourhoods', 'KGBlock', 'KGTransformer', 'attention_timings', 'rank_triples',
            'ranking_metrics', 'kg_data', 'evaluate_split', 'resolve_kg', 'RelationPrior', 'count_baseline',
@@ -257,6 +257,7 @@ def build_neighbourhoods(train:torch.Tensor, n_entities:int, n_relations:int, ma
     table[ent[keep], slot[keep]] = torch.stack([rel[keep], other[keep]], 1)
     return table
 
+KG_HEADS = ('mask', 'complex')
 ATTENTION_SDPA_MIN_LEN = 64  # measured below: a tie up to ~35 tokens, SDPA about twice as fast from 128 on
 
 class KGBlock(nn.Module):
@@ -283,14 +284,18 @@ class KGBlock(nn.Module):
         return x + self.drop(self.ff2(self.drop(F.gelu(self.ff1(self.ln2(x))))))
 
 class KGTransformer(nn.Module):
-    "Predict the entity at [MASK] of `[e, r, MASK, (relation, entity) pairs of e's training neighbourhood...]`."
+    "Score every entity as the missing one of `[e, r, MASK, (relation, entity) pairs of e's training neighbourhood...]`."
     def __init__(self, n_entities:int, n_relations2:int, d_model:int=256, n_layers:int=4, n_heads:int=8,
                  dim_feedforward:int=1024, max_seq_len:int=3, rel_attention_bias:bool=True, dropout:float=0.1,
-                 train_triples:torch.Tensor|None=None, n_buckets:int=32, emb_scale:float=1.0):
+                 train_triples:torch.Tensor|None=None, n_buckets:int=32, emb_scale:float=1.0, head:str='mask'):
         super().__init__()
         if d_model % n_heads:
             raise ClimbkitError(f"Parameter 'd_model' ({d_model}) must be divisible by 'n_heads' ({n_heads}).")
         if max_seq_len < 3: raise ClimbkitError(f"Parameter 'max_seq_len' must be at least 3 (entity, relation, mask), got {max_seq_len}.")
+        if head not in KG_HEADS: raise ClimbkitError(f"Parameter 'head' must be one of {KG_HEADS}, got {head!r}.")
+        if head == 'complex' and d_model % 2:
+            raise ClimbkitError(f"Parameter 'd_model' ({d_model}) must be even for head 'complex' (half real, half imaginary parts).")
+        self.head = head
         self.n_entities, self.n_relations2, self.max_seq_len, self.emb_scale = n_entities, n_relations2, max_seq_len, emb_scale
         self.n_context = (max_seq_len - 3) // 2
         self.tok_emb = nn.Embedding(N_SPECIAL + n_entities + n_relations2, d_model)
@@ -299,7 +304,8 @@ class KGTransformer(nn.Module):
         self.pos_emb = None if rel_attention_bias else nn.Embedding(max_seq_len, d_model)
         self.n_buckets, self.emb_drop = n_buckets, nn.Dropout(dropout)
         self.blocks = nn.ModuleList(KGBlock(d_model, n_heads, dim_feedforward, dropout) for _ in range(n_layers))
-        self.ln_f, self.out = nn.LayerNorm(d_model), nn.Linear(d_model, d_model)
+        self.ln_f = nn.LayerNorm(d_model)
+        self.out = nn.Linear(d_model, d_model) if head == 'mask' else None  # 'complex' has no parameters of its own
         self.ent_bias = nn.Parameter(torch.zeros(n_entities))
         self.apply(self._init)
         with torch.no_grad(): self.tok_emb.weight /= emb_scale  # stored smaller, used `emb_scale` times larger: Adam moves them faster
@@ -361,8 +367,13 @@ class KGTransformer(nn.Module):
             bias = key_pad if bias is None else bias + key_pad
         x = self.emb_drop(x)
         for b in self.blocks: x = b(x, bias)
-        h = F.gelu(self.out(self.ln_f(x[:, 2])))
-        return h @ (self.tok_emb.weight[N_SPECIAL:N_SPECIAL + E] * self.emb_scale).t() + self.ent_bias
+        return self.read_out(x) @ (self.tok_emb.weight[N_SPECIAL:N_SPECIAL + E] * self.emb_scale).t() + self.ent_bias
+    def read_out(self, x:torch.Tensor) -> torch.Tensor:
+        "The query vector scored against every entity: from the [MASK] output, or the ComplEx product of the entity's and the relation's outputs."
+        if self.head == 'mask': return F.gelu(self.out(self.ln_f(x[:, 2])))
+        # the entity's output keeps its norm (how sure the query is); the relation's is normalised (only its direction is an operator)
+        (a_re, a_im), (r_re, r_im) = x[:, 0].chunk(2, -1), self.ln_f(x[:, 1]).chunk(2, -1)
+        return self.emb_drop(torch.cat([a_re * r_re - a_im * r_im, a_re * r_im + a_im * r_re], -1))
 
 # %% ../nbs/30_kg.ipynb #a43cd81f
 def attention_timings(seq_lens=(3, 35, 128, 512), batch:int=256, d_model:int=256, n_heads:int=8, repeats:int=5) -> dict:
@@ -527,13 +538,14 @@ class KGTask(Task):
     "Knowledge-graph link prediction (1-N scoring, filtered MRR / Hits@k)."
     name = 'kg'
     defaults = dict(data='builtin', model='transformer', d_model=256, n_layers=4, n_heads=8, dim_feedforward=1024, max_seq_len=3,
-                    rel_attention_bias=True, emb_scale=1.0, dropout=0.1, label_smoothing=0.1, n3=0.0, n_families=80, eval_triples=0, baseline='distmult',
+                    rel_attention_bias=True, head='mask', emb_scale=1.0, dropout=0.1, label_smoothing=0.1, n3=0.0, n_families=80, eval_triples=0, baseline='distmult',
                     epochs=40, batch_size=256, lr=1e-3, weight_decay=0.01, warmup_steps=100, monitor='valid_mrr')
     quick_params = {'eval_triples': 200}  # climbkit-eval --quick: the validation MRR on a seeded sample of 200 triples
-    model_keys = ('model', 'd_model', 'n_layers', 'n_heads', 'dim_feedforward', 'max_seq_len', 'rel_attention_bias')
+    model_keys = ('model', 'd_model', 'n_layers', 'n_heads', 'dim_feedforward', 'max_seq_len', 'rel_attention_bias', 'head')
     help = {'model': "transformer, distmult or complex", 'd_model': "embedding and transformer width", 'n_layers': "transformer blocks",
             'n_heads': "attention heads (must divide d_model)", 'dim_feedforward': "feed-forward width",
             'max_seq_len': "3: just (entity, relation, [MASK]); longer adds the entity's neighbourhood", 'rel_attention_bias': "learned relative-position attention bias (False: absolute positions)",
+            'head': "how the transformer answers: 'mask' (Linear + GELU of the [MASK] output) or 'complex' (ComplEx product of the entity's and relation's outputs)",
             'dropout': "dropout in the blocks", 'label_smoothing': "label smoothing of the 1-N cross-entropy",
             'emb_scale': "the transformer's token embeddings are stored this many times smaller and scaled up when used: Adam moves them as much faster",
             'n3': "weight of the N3 regulariser on the embeddings a batch uses (0: off; Lacroix et al. 2018)", 'n_families': "data='builtin' (a family-tree graph): how many families",
@@ -544,6 +556,7 @@ class KGTask(Task):
               'd_model': positive_check, 'n_layers': positive_check, 'n_heads': positive_check, 'dim_feedforward': positive_check,
               'max_seq_len': (lambda v: v >= 3, 'at least 3 (entity, relation, mask; more adds neighbourhood context)'),
               'dropout': (lambda v: 0 <= v < 1, 'between 0 and 1'), 'label_smoothing': (lambda v: 0 <= v < 1, 'between 0 and 1'),
+              'head': (lambda v: v in KG_HEADS, "'mask' or 'complex'"),
               'n3': (lambda v: v >= 0, '0 (off) or a positive weight'), 'emb_scale': (lambda v: v > 0, 'a positive factor'),
               'n_families': (lambda v: v >= 1, 'a positive number of families'),
               'eval_triples': (lambda v: v >= 0, '0 (the whole validation split) or a number of triples to sample'),
@@ -561,7 +574,7 @@ class KGTask(Task):
         if cfg.model == 'distmult': return DistMult(E, R2, cfg.d_model, cfg.dropout)
         if cfg.model == 'complex': return ComplEx(E, R2, cfg.d_model, cfg.dropout)
         return KGTransformer(E, R2, cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.dim_feedforward, cfg.max_seq_len,
-                             cfg.rel_attention_bias, cfg.dropout, train_triples=data.info['kg'].train, emb_scale=cfg.emb_scale)
+                             cfg.rel_attention_bias, cfg.dropout, train_triples=data.info['kg'].train, emb_scale=cfg.emb_scale, head=cfg.head)
 
     def loss(self, model, batch):
         "Cross-entropy over all entities; label smoothing and N3 while training only, so the validation loss compares with the baselines."

@@ -117,8 +117,10 @@ def test_a_malformed_triples_file_is_named_with_its_line_and_nothing_is_written(
     ({'eval_triples': -1}, "'eval_triples'"),
     ({'n3': -0.1}, "'n3' must be 0 (off) or a positive weight"),
     ({'emb_scale': 0}, "'emb_scale' must be a positive factor"),
+    ({'head': 'conv'}, "'head' must be 'mask' or 'complex'"),
+    ({'head': 'complex', 'd_model': 9, 'n_heads': 3}, "must be even for head 'complex'"),
 ], ids=['empty-field', 'no-valid-file', 'missing-folder', 'model', 'baseline', 'max_seq_len', 'heads', 'synonym-clash',
-        'save_every_steps-without-steps', 'negative-steps', 'monitor', 'eval_triples', 'n3', 'emb_scale'])
+        'save_every_steps-without-steps', 'negative-steps', 'monitor', 'eval_triples', 'n3', 'emb_scale', 'head', 'complex-head-odd-width'])
 def test_bad_kg_parameters_are_refused_before_anything_is_written(tmp_path, params, needle):
     folders = {'EMPTY_FIELD': lambda: write_graph(tmp_path/'g', 'a\tr\tb\nb\t\tc\n'),
                'NO_VALID': lambda: write_graph(tmp_path/'g', 'a\tr\tb\n', valid=None), 'MISSING': lambda: tmp_path/'nowhere'}
