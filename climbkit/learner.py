@@ -390,7 +390,8 @@ def load_checkpoint_file(path) -> dict:
 def check_model_matches(ck:dict, model:nn.Module, cfg:dict, model_keys, path):
     "Raise `ClimbkitError` if checkpoint `ck` was saved from a model of another shape than `model`."
     saved = ck.get('config', {})
-    diff = [f"{k}={saved.get(k)!r} (this run: {cfg.get(k)!r})" for k in model_keys if saved.get(k) != cfg.get(k)]
+    # a key an older checkpoint lacks is not compared (it predates the parameter): its tensors below still must match
+    diff = [f"{k}={saved[k]!r} (this run: {cfg.get(k)!r})" for k in model_keys if k in saved and saved[k] != cfg.get(k)]
     if saved.get('task') and cfg.get('task') and saved['task'] != cfg['task']:
         diff.insert(0, f"task={saved['task']!r} (this run: {cfg['task']!r})")
     own = model.state_dict()
