@@ -1,5 +1,8 @@
 "Issue 4 and 15: the benchmark notebook runs unattended, compares climbkit with the plain loop in fp32 and bf16 over interleaved repeats, and writes its tables to a run folder and, if asked, to the ledger."
 import json, math
+from pathlib import Path
+import pytest
+from climbkit.core import ClimbkitError
 import yaml
 from conftest import papermill, notebook_text
 from climbkit.ledger import load_result
@@ -85,18 +88,30 @@ def test_bench_runs_only_the_parts_asked_for(tmp_path):
     assert {p.name for p in (tmp_path/'runs'/'s'/'figures').iterdir()} == {'scaling.png'}
     assert not (tmp_path/'results'/'bench.json').exists() and set(load_result('limit', tmp_path/'results')['tables']) == {'scaling'}
 
+def bench_checks(**params):
+    "Run bench.ipynb's parameter cell, `params` and its checking cell in this process, as papermill runs them first (no kernel, no run folder)."
+    cells = [c for c in json.loads((Path(__file__).parents[1]/'nbs'/'bench.ipynb').read_text())['cells'] if c['cell_type'] == 'code']
+    source = lambda needle: next(''.join(c['source']) for c in cells if needle in ''.join(c['source']))
+    ns = {}
+    exec(''.join(next(c for c in cells if 'parameters' in c['metadata'].get('tags', []))['source']), ns)
+    ns.update(params)
+    exec(source('from climbkit.bench import'), ns)
+    ns['new_run_dir'] = lambda *a, **k: None  # the checking cell ends by making the run folder: not here
+    exec(source('unknown configurations'), ns)
+
 def test_bench_bad_parameters(tmp_path):
+    # one through papermill: the notebook itself refuses and leaves no run folder behind
     p = papermill(tmp_path/'x.ipynb', {**SMALL, 'configs': 'mlp huge', 'out_dir': tmp_path/'runs'}, check=False, notebook='bench.ipynb')
     assert p.returncode != 0 and "unknown configurations ['huge']" in p.stdout + p.stderr
-    p = papermill(tmp_path/'y.ipynb', {**SMALL, 'steps': 2, 'out_dir': tmp_path/'runs'}, check=False, notebook='bench.ipynb')
-    assert p.returncode != 0 and "'steps' (2) must exceed 'warmup' (2)" in p.stdout + p.stderr
-    p = papermill(tmp_path/'z.ipynb', {**SMALL, 'ablations': 'bf16 turbo', 'out_dir': tmp_path/'runs'}, check=False, notebook='bench.ipynb')
-    assert p.returncode != 0 and "'ablations' names unknown aids ['turbo']" in p.stdout + p.stderr
-    p = papermill(tmp_path/'w.ipynb', {**SMALL, 'limit_configs': 'climb64 gpt5', 'out_dir': tmp_path/'runs'}, check=False, notebook='bench.ipynb')
-    assert p.returncode != 0 and "'limit_configs' names unknown configurations ['gpt5']" in p.stdout + p.stderr
-    p = papermill(tmp_path/'v.ipynb', {**SMALL, 'scaling_checks': '64x4', 'out_dir': tmp_path/'runs'}, check=False, notebook='bench.ipynb')
-    assert p.returncode != 0 and "'scaling_checks' must name points of the scaling grid as WIDTHxBATCH (widths [16, 32], batches [4])" in p.stdout + p.stderr
     assert not (tmp_path/'runs').exists()  # nothing written
+    # the others through the same cells in this process (a kernel start each would cost ~10 s)
+    bench_checks(**SMALL)  # the good settings pass
+    for bad, needle in (({'steps': 2}, "'steps' (2) must exceed 'warmup' (2)"),
+                        ({'ablations': 'bf16 turbo'}, "'ablations' names unknown aids ['turbo']"),
+                        ({'limit_configs': 'climb64 gpt5'}, "'limit_configs' names unknown configurations ['gpt5']"),
+                        ({'scaling_checks': '64x4'}, "'scaling_checks' must name points of the scaling grid as WIDTHxBATCH (widths [16, 32], batches [4])")):
+        with pytest.raises(ClimbkitError) as e: bench_checks(**{**SMALL, **bad})
+        assert needle in str(e.value), (bad, str(e.value))
 
 def test_soak_notebook(tmp_path):
     papermill(tmp_path/'soak.ipynb', {'steps': 20, 'n_routes': 300, 'threads': 1, 'checkpoint_every': 3, 'save_every': 1, 'keep_last': 2,
