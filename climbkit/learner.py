@@ -5,6 +5,7 @@
 # %% ../nbs/04b_learner.ipynb #ffc7d438
 from __future__ import annotations
 import os, math, time, json, signal, threading, datetime
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -14,7 +15,7 @@ from torch.profiler import record_function
 from .core import ClimbkitError, Config, resolve_config, get_rng_state, set_rng_state, atomic_save_json, method_of, lower_is_better
 from .cpu import choose_precision, autocast, hardware_info
 from .data import Data
-from .optim import make_optimizer, make_scheduler
+from .optim import make_optimizer, make_scheduler, WeightAverage
 from .task import TRAIN_DEFAULTS
 
 # %% auto #0
@@ -94,6 +95,7 @@ class Learner:
         self.opt = make_optimizer(model, c.optimizer, c.lr, c.weight_decay, lookahead=c.lookahead, lookahead_k=c.lookahead_k,
                                   lookahead_alpha=c.lookahead_alpha, state_dtype=c.optimizer_state, seed=c.seed)
         self.sched, self.sched_total = None, None
+        self.averager = WeightAverage(self.model, c.ema) if c.ema else None  # `ema`: validate and keep the averaged weights
         self.stepwise = c.steps > 0  # train by optimizer steps (evaluating every `eval_every`), not by epochs
         self.eval_every = c.eval_every or max(1, c.steps // 20)
         self.minimize = lower_is_better(c.monitor)  # a loss or an error is better lower; MRR, accuracy... higher
@@ -225,6 +227,7 @@ def train_batch(self, batch, i:int, last:bool=False) -> tuple[torch.Tensor, int]
             self._cb('before_step')  # gradients are complete here (e.g. for layer freezing)
             if c.grad_clip: torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
             self.opt.step(); self.sched.step(); self.opt.zero_grad(set_to_none=True); self.step += 1
+            if self.averager: self.averager.update()
         self.stepped = True
     return seen
 
@@ -246,7 +249,11 @@ def _stop_inside(self, i:int) -> None:
 @method_of(Learner)
 @torch.no_grad()
 def validate(self) -> dict:
-    "Mean validation loss over the items the task scores, plus the task's own evaluation."
+    "Mean validation loss over the items the task scores, plus the task's own evaluation (with the averaged weights under `ema`)."
+    with self.averager.swapped_in(self.model) if self.averager else nullcontext(): return self._validate()
+
+@method_of(Learner)
+def _validate(self) -> dict:
     model = self.fit_model; model.eval()
     loss_sum, items, t0, part_sums = 0.0, 0, time.perf_counter(), {}
     for batch in self.data.valid:
@@ -350,7 +357,11 @@ def _end_fit(self, old_handlers:dict):
 @method_of(Learner)
 def state_dict(self) -> dict:
     "Everything needed to continue exactly: model, optimizer, scheduler, RNG, counters, config, history."
-    return {'format': 'climbkit-checkpoint-1', 'model': self.model.state_dict(), 'model_class': type(self.model).__name__,
+    # under `ema`, 'model' is the averaged weights (what was validated, and what a reader of the checkpoint should use) and
+    # 'train_model' the optimizer's own, to resume from
+    own = self.model.state_dict()
+    weights = {'model': self.averager.weights, 'train_model': own, 'averager': self.averager.state_dict()} if self.averager else {'model': own}
+    return {'format': 'climbkit-checkpoint-1', **weights, 'model_class': type(self.model).__name__,
             'optimizer': self.opt.state_dict(), 'scheduler': self.sched.state_dict() if self.sched else None,
             'rng': get_rng_state(), 'epoch': self.epoch, 'step': self.step, 'best': self.best, 'data_pos': self.data_pos,
             'batch_in_epoch': self.batch_in_epoch,  # > 0: saved mid-period, with the period's running figures
@@ -365,7 +376,9 @@ def load_checkpoint(self, path, model_keys=(), with_optimizer=True, ck:dict|None
     "Restore a checkpoint written by `state_dict` (read from `path` unless already read as `ck`); mismatches are reported by name."
     ck = ck if ck is not None else load_checkpoint_file(path)
     check_model_matches(ck, self.model, self.cfg, model_keys, path)
-    self.model.load_state_dict(ck['model'])
+    self.model.load_state_dict(ck.get('train_model', ck['model']) if with_optimizer else ck['model'])
+    if self.averager:  # a checkpoint saved without `ema` starts the average afresh from its weights
+        self.averager.load(ck['model'] if 'train_model' in ck else self.model.state_dict(), ck.get('averager'))
     if with_optimizer:
         self.opt.load_state_dict(ck['optimizer'])
         self.epoch, self.step, self.best, self.data_pos = ck['epoch'], ck['step'], ck['best'], ck.get('data_pos', 0)

@@ -28,7 +28,7 @@ __all__ = ['RESUME_KEYS', 'PARAMETER_BLOCK', 'check_checkpoint_name', 'find_conf
 
 # %% ../nbs/04d_run.ipynb #8dcdfb91
 # kept from the run being resumed unless given again: the split, what the optimizer state was saved from, and the run's length
-RESUME_KEYS = ('seed', 'valid_frac', 'optimizer', 'lookahead', 'lookahead_k', 'lookahead_alpha', 'optimizer_state',
+RESUME_KEYS = ('seed', 'valid_frac', 'optimizer', 'lookahead', 'lookahead_k', 'lookahead_alpha', 'ema', 'optimizer_state',
                'epochs', 'steps', 'eval_every', 'save_every_steps', 'monitor')
 
 def _synonyms(params:dict, where:str) -> dict:

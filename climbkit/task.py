@@ -91,7 +91,7 @@ def get_task(name:str) -> Task:
 TRAIN_DEFAULTS = dict(
     task='climb', data='builtin', config=None,
     epochs=10, batch_size=64, lr=1e-3, weight_decay=0.1, warmup_steps=100, min_lr_factor=0.1,
-    grad_clip=1.0, grad_accum=1, optimizer='adamw', lookahead=False, lookahead_k=5, lookahead_alpha=0.5, optimizer_state='fp32',
+    grad_clip=1.0, grad_accum=1, optimizer='adamw', lookahead=False, lookahead_k=5, lookahead_alpha=0.5, optimizer_state='fp32', ema=0.0,
     freeze=False, freeze_threshold=0.1, freeze_patience=3, freeze_every=50,
     precision='auto', threads=0, device='auto', compile=False, seed=0, valid_frac=0.1,
     out_dir=None, name=None, resume=False, patience=0, save_every=5, keep_last=3, checkpoint_every=200, log_every=0,
@@ -115,6 +115,7 @@ TRAIN_CHECKS = {
     'lookahead_k': (positive_check[0], 'a positive number of steps'), 'freeze_every': (positive_check[0], 'a positive number of steps'),
     'freeze_threshold': (lambda v: 0 < v < 1, 'between 0 and 1 (a fraction of the peak gradient norm)'),
     'freeze_patience': (positive_check[0], 'a positive number of checks'), 'lookahead_alpha': (lambda v: 0 < v <= 1, 'in (0, 1]'),
+    'ema': (lambda v: 0 <= v < 1, '0 (off) or the decay of the weight average, in (0, 1), such as 0.999'),
     'device': (lambda v: v in ('auto', 'cpu') or str(v).startswith('cuda'), "'auto', 'cpu' or 'cuda[:N]'"),
     'valid_frac': (lambda v: 0 < v < 1, 'between 0 and 1'), 'min_lr_factor': (lambda v: 0 <= v <= 1, 'between 0 and 1'),
     'resume': (lambda v: isinstance(v, (bool, str)) or isinstance(v, os.PathLike), 'True, False, a run folder or a checkpoint file'),

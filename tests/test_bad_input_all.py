@@ -199,6 +199,7 @@ PARAM_CASES = [
     P('climb', {'layout': -1}, "Parameter 'layout'", id='negative-layout'),
     P('climb', {'freeze_threshold': 0.0}, "Parameter 'freeze_threshold'", id='zero-freeze_threshold'),
     P('climb', {'lookahead_alpha': 0.0}, "Parameter 'lookahead_alpha'", id='zero-lookahead_alpha'),
+    P('climb', {'ema': 1.0}, "Parameter 'ema'", id='ema-1'),
     # bad choices and names
     P('climb', {'optimizer': 'adamx'}, "Parameter 'optimizer'", id='optimizer-adamx'),
     P('climb', {'optimizer_state': 'bf16'}, "Parameter 'optimizer_state'", id='bf16-state-without-lamb'),

@@ -3,6 +3,7 @@ step checkpoints, an exact resume after SIGTERM, resuming from a step checkpoint
 import io, os, sys, json, contextlib, subprocess
 from pathlib import Path
 import pytest
+import torch
 from conftest import papermill, notebook_text, metrics, stop_with_sigterm, SHARED
 from climbkit.core import ClimbkitError
 from climbkit.learner import load_checkpoint_file
@@ -72,6 +73,23 @@ def test_resume_from_a_step_checkpoint_and_train_further(tmp_path):
     quietly(again.fit)
     assert [r['step'] for r in again.history] == [10, 20, 30, 40, 50, 60]
     assert [int(r['step']) for r in metrics(tmp_path/'r')] == [10, 20, 30, 40, 50, 60]
+
+def test_a_weight_averaged_run_ranks_with_the_average_and_resumes_it_exactly(tmp_path):
+    kw = dict(**{**KG, 'precision': 'fp32', 'dropout': 0.0}, baseline='none', out_dir=tmp_path, steps=60, eval_every=20, save_every_steps=20, keep_last=0, ema=0.9)
+    _, full = quietly(start_run, **kw, name='full'); quietly(full.fit)
+    best = load_checkpoint_file(tmp_path/'full'/'checkpoints'/'best.pt')
+    assert best['averager']['updates'] == best['step'] and not torch.equal(best['model']['tok_emb.weight'], best['train_model']['tok_emb.weight'])
+    full.model.load_state_dict(best['model'])  # the averaged weights are the ones validated (and the ones the report ranks with)
+    row = next(r for r in full.history if r['step'] == best['step'])
+    assert abs(evaluate_split(full.model, full.data, 'valid')['mrr'] - row['valid_mrr']) < 1e-6
+    _, cut = quietly(start_run, **kw, name='cut'); quietly(cut.fit, steps=40)
+    resumed = {k: v for k, v in kw.items() if k != 'ema'}  # `ema` comes from the run
+    _, rest = quietly(start_run, **resumed, resume=tmp_path/'cut'/'checkpoints'/'step_20.pt')
+    assert rest.averager is not None and rest.averager.updates == 20
+    quietly(rest.fit)
+    assert [r['valid_mrr'] for r in rest.history] == [r['valid_mrr'] for r in full.history]
+    assert torch.equal(load_checkpoint_file(tmp_path/'cut'/'checkpoints'/'latest.pt')['model']['tok_emb.weight'],
+                       load_checkpoint_file(tmp_path/'full'/'checkpoints'/'latest.pt')['model']['tok_emb.weight'])
 
 def test_climbkit_eval_on_a_checkpoint(tmp_path):
     _, learn = quietly(start_run, **KG, out_dir=tmp_path, name='r', steps=20, eval_every=10, save_every_steps=10, keep_last=0)
