@@ -356,7 +356,7 @@ def _end_fit(self, old_handlers:dict):
 # %% ../nbs/04b_learner.ipynb #44eae067
 @method_of(Learner)
 def state_dict(self) -> dict:
-    "Everything needed to continue exactly: model, optimizer, scheduler, RNG, counters, config, history."
+    "Everything needed to continue exactly: model (and under `ema` its average), optimizer, scheduler, RNG, counters, config, history."
     # under `ema`, 'model' is the averaged weights (what was validated, and what a reader of the checkpoint should use) and
     # 'train_model' the optimizer's own, to resume from
     own = self.model.state_dict()
