@@ -630,7 +630,8 @@ def rank_figure(ranks:dict, kg:KG, top:int=12):
     for j, (s, r) in enumerate(ranks.items()):
         m = ranking_metrics(r)
         a1.bar([i + 0.4 * j for i in range(4)], [m[k] for k in keys], width=0.4, label=s)
-    a1.set_xticks([i + 0.2 for i in range(4)], keys); a1.set_ylim(0, 1); a1.legend(); a1.set_title('filtered ranking')
+    a1.set_xticks([i + 0.2 for i in range(4)], keys); a1.set_ylim(0, 1.2); a1.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    a1.legend(loc='upper center', ncol=2); a1.set_title('filtered ranking')  # the legend above the bars, which reach 1
     rel = kg.test[:, 1]
     common = torch.bincount(rel, minlength=kg.n_relations).argsort(descending=True)[:top]
     common = [int(r) for r in common if (rel == r).any()]
