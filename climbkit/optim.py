@@ -159,7 +159,10 @@ class WeightAverage:
         self.decay, self.updates = decay, 0
         self.live = model.state_dict()  # tensors that share the model's storage: they follow every optimizer step
         self.weights = {k: v.detach().clone() for k, v in self.live.items()}
-        self.floats = [k for k, v in self.live.items() if v.is_floating_point()]
+        floats = [k for k, v in self.live.items() if v.is_floating_point()]
+        # the per-step work, listed once: the averaged and live float tensors side by side, and the rest (copied)
+        self.averaged, self.current = [self.weights[k] for k in floats], [self.live[k] for k in floats]
+        self.copied = [k for k in self.live if k not in floats]
 
     def rate(self) -> float:
         "The decay of the next update: small at first (the start is forgotten fast), then `decay`."
@@ -168,9 +171,8 @@ class WeightAverage:
     @torch.no_grad()
     def update(self):
         "Move the average towards the model's current weights; call after each optimizer step."
-        torch._foreach_lerp_([self.weights[k] for k in self.floats], [self.live[k].detach() for k in self.floats], 1 - self.rate())
-        for k, v in self.live.items():
-            if not v.is_floating_point(): self.weights[k].copy_(v)
+        torch._foreach_lerp_(self.averaged, self.current, 1 - self.rate())
+        for k in self.copied: self.weights[k].copy_(self.live[k])
         self.updates += 1
 
     @contextmanager
