@@ -179,7 +179,7 @@ KG_SEEDS ?= 0 1 2
 KG_ABLATION_STEPS ?= 1500
 KG_ABLATION = recipe: context:-p~max_seq_len~7 absolute:-p~rel_attention_bias~false smoothing:-p~label_smoothing~0 \
   dropout:-p~dropout~0.1 head:-p~head~mask n3:-p~n3~0.005 decay:-p~weight_decay~0 depth:-p~n_layers~1 \
-  width:-p~d_model~256~-p~dim_feedforward~512 ema:-p~ema~0
+  width:-p~d_model~256~-p~dim_feedforward~512 ema:-p~ema~0 embscale:-p~emb_scale~1
 kg_run = $(call train_run,kg-$(1)-$(2)-s$(3),-p config nbs/configs/$(4).yaml -p data $(SHARED_DATA)/kg/$(1) -p seed $(3) -p threads 1 -p baseline none $(5))
 kg_lane = $(foreach s,$(KG_SEEDS),$(call kg_run,$(1),transformer,$(s),kg-$(1)) && $(call kg_run,$(1),complex,$(s),kg-complex) && \
   $(call kg_run,$(1),distmult,$(s),kg-distmult) && ) $(foreach v,$(KG_ABLATION),$(call kg_run,$(1),ab-$(word 1,$(subst :, ,$(v))),0,kg-$(1),\

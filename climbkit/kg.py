@@ -13,6 +13,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .core import ClimbkitError, save_figure, in_kernel, positive_check
+from .cpu import FastDropout
 from .data import Data, TensorLoader, cached, file_digest
 from .task import Task, register_task
 
@@ -205,7 +206,7 @@ class DistMult(nn.Module):
     "score(e, r, t) = <e, r, t>, against every entity t."
     def __init__(self, n_entities:int, n_relations2:int, dim:int=256, dropout:float=0.1):
         super().__init__()
-        self.ent, self.rel, self.drop = nn.Embedding(n_entities, dim), nn.Embedding(n_relations2, dim), nn.Dropout(dropout)
+        self.ent, self.rel, self.drop = nn.Embedding(n_entities, dim), nn.Embedding(n_relations2, dim), FastDropout(dropout)
         nn.init.normal_(self.ent.weight, 0, dim ** -0.5); nn.init.normal_(self.rel.weight, 1, 0.1)  # relations start near identity
     def forward(self, query:torch.Tensor) -> torch.Tensor:
         return self.drop(self.ent(query[:, 0]) * self.rel(query[:, 1])) @ self.ent.weight.t()
@@ -217,7 +218,7 @@ class ComplEx(nn.Module):
     "score(e, r, t) = Re(<e, r, conj(t)>) with `dim` complex dimensions (2 x dim numbers per embedding)."
     def __init__(self, n_entities:int, n_relations2:int, dim:int=256, dropout:float=0.1):
         super().__init__()
-        self.ent, self.rel, self.drop = nn.Embedding(n_entities, 2 * dim), nn.Embedding(n_relations2, 2 * dim), nn.Dropout(dropout)
+        self.ent, self.rel, self.drop = nn.Embedding(n_entities, 2 * dim), nn.Embedding(n_relations2, 2 * dim), FastDropout(dropout)
         nn.init.normal_(self.ent.weight, 0, (2 * dim) ** -0.5); nn.init.normal_(self.rel.weight, 0, 0.5)
         with torch.no_grad(): self.rel.weight[:, :dim] += 1  # real part near 1: relations start near identity
     def forward(self, query:torch.Tensor) -> torch.Tensor:
@@ -267,7 +268,7 @@ class KGBlock(nn.Module):
         self.n_heads, self.p = n_heads, dropout
         self.ln1, self.qkv, self.proj = nn.LayerNorm(d_model), nn.Linear(d_model, 3 * d_model), nn.Linear(d_model, d_model)
         self.ln2, self.ff1, self.ff2 = nn.LayerNorm(d_model), nn.Linear(d_model, dim_feedforward), nn.Linear(dim_feedforward, d_model)
-        self.drop = nn.Dropout(dropout)
+        self.drop, self.att_drop = FastDropout(dropout), FastDropout(dropout)  # one random byte per element, not a word: a sixth of a step here
     def attend(self, x:torch.Tensor, bias:torch.Tensor|None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)
@@ -277,14 +278,14 @@ class KGBlock(nn.Module):
         else:
             att = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
             if bias is not None: att = att + bias
-            y = F.dropout(att.softmax(-1), p, self.training) @ v
+            y = self.att_drop(att.softmax(-1)) @ v
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
     def forward(self, x:torch.Tensor, bias:torch.Tensor|None=None) -> torch.Tensor:
         x = x + self.drop(self.attend(self.ln1(x), bias))
         return x + self.drop(self.ff2(self.drop(F.gelu(self.ff1(self.ln2(x))))))
 
 class KGTransformer(nn.Module):
-    "Score every entity as the missing one of `[e, r, MASK, (relation, entity) pairs of e's training neighbourhood...]`."
+    "Score every entity as the missing one of `[e, r, (MASK,) (relation, entity) pairs of e's training neighbourhood...]`."
     def __init__(self, n_entities:int, n_relations2:int, d_model:int=256, n_layers:int=4, n_heads:int=8,
                  dim_feedforward:int=1024, max_seq_len:int=3, rel_attention_bias:bool=True, dropout:float=0.1,
                  train_triples:torch.Tensor|None=None, n_buckets:int=32, emb_scale:float=1.0, head:str='mask'):
@@ -302,10 +303,14 @@ class KGTransformer(nn.Module):
         self.type_emb = nn.Embedding(5, d_model)
         self.rel_bias = nn.Embedding(n_buckets, n_heads) if rel_attention_bias else None
         self.pos_emb = None if rel_attention_bias else nn.Embedding(max_seq_len, d_model)
-        self.n_buckets, self.emb_drop = n_buckets, nn.Dropout(dropout)
+        self.n_buckets, self.emb_drop = n_buckets, FastDropout(dropout)
         self.blocks = nn.ModuleList(KGBlock(d_model, n_heads, dim_feedforward, dropout) for _ in range(n_layers))
         self.ln_f = nn.LayerNorm(d_model)
         self.out = nn.Linear(d_model, d_model) if head == 'mask' else None  # 'complex' has no parameters of its own
+        # 'complex' reads the entity and relation positions, so the query is just (e, r): a third less work than (e, r, MASK).
+        # The buffer names that layout, so a checkpoint of the older (e, r, MASK) 'complex' layout is refused by name.
+        self.query_len = 3 if head == 'mask' else 2
+        if head == 'complex': self.register_buffer('query_without_mask', torch.ones(()))
         self.ent_bias = nn.Parameter(torch.zeros(n_entities))
         self.apply(self._init)
         with torch.no_grad(): self.tok_emb.weight /= emb_scale  # stored smaller, used `emb_scale` times larger: Adam moves them faster
@@ -343,8 +348,8 @@ class KGTransformer(nn.Module):
     def forward(self, query:torch.Tensor) -> torch.Tensor:
         B, E = len(query), self.n_entities
         ent_tok, rel_tok = query[:, 0] + N_SPECIAL, query[:, 1] + N_SPECIAL + E
-        tokens = torch.stack([ent_tok, rel_tok, torch.full_like(ent_tok, MASK)], 1)
-        types = torch.tensor([TYPE_ENTITY, TYPE_RELATION, TYPE_MASK], device=query.device).expand(B, 3)
+        tokens = torch.stack([ent_tok, rel_tok, torch.full_like(ent_tok, MASK)][:self.query_len], 1)
+        types = torch.tensor([TYPE_ENTITY, TYPE_RELATION, TYPE_MASK][:self.query_len], device=query.device).expand(B, -1)
         if self.n_context and self.neighbours.shape[1] > 0 and (self.neighbours[:, 0, 0] >= 0).any():
             ctx = self.context(query)
             pad = ctx[..., 0] < 0
@@ -362,7 +367,7 @@ class KGTransformer(nn.Module):
         if self.rel_bias is not None:  # [1, H, T, T], once for all layers
             pos = torch.arange(T, device=query.device)
             bias = self.rel_bias(relative_buckets(pos[None, :] - pos[:, None], self.n_buckets)).permute(2, 0, 1)[None]
-        if T > 3:
+        if T > self.query_len:
             key_pad = torch.zeros(B, 1, 1, T, device=query.device).masked_fill((tokens == PAD)[:, None, None, :], float('-inf'))
             bias = key_pad if bias is None else bias + key_pad
         x = self.emb_drop(x)
