@@ -170,7 +170,7 @@ results-stories: setup
 	  `-p epochs 5 -p hidden_dim 32 -p num_rules 4` (1$(,)000 stories)|the same with the report’s exact flags: `-p num_stories 100 -p batch_size 8`|\
 	  `-p num_stories 2000 -p epochs 15 -p hidden_dim 128 -p num_rules 12`)
 
-## results-kg: link prediction on UMLS and Nations, the two graphs side by side on one thread each (about 60 minutes on 2 cores with native bf16): the transformer's
+## results-kg: link prediction on UMLS and Nations, the two graphs side by side on one thread each (about 45 minutes on 2 cores with native bf16): the transformer's
 ## recipe (nbs/configs/kg-<graph>.yaml) and the tuned ComplEx and DistMult (kg-complex.yaml, kg-distmult.yaml), each with every seed of
 ## KG_SEEDS, then the recipe's ablation at KG_ABLATION_STEPS steps (seed 0): the recipe itself, then each change of KG_ABLATION alone.
 ## Each model is its own run (`-p baseline none`: the transformer's runs do not train ComplEx again in reference/)

@@ -268,7 +268,7 @@ class KGBlock(nn.Module):
         self.n_heads, self.p = n_heads, dropout
         self.ln1, self.qkv, self.proj = nn.LayerNorm(d_model), nn.Linear(d_model, 3 * d_model), nn.Linear(d_model, d_model)
         self.ln2, self.ff1, self.ff2 = nn.LayerNorm(d_model), nn.Linear(d_model, dim_feedforward), nn.Linear(dim_feedforward, d_model)
-        self.drop, self.att_drop = FastDropout(dropout), FastDropout(dropout)  # one random byte per element, not a word: a sixth of a step here
+        self.drop, self.att_drop = FastDropout(dropout), FastDropout(dropout)  # draws a random byte per element, not a 32-bit word: cheaper on a CPU
     def attend(self, x:torch.Tensor, bias:torch.Tensor|None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)
