@@ -19,10 +19,11 @@ from .cpu import FastDropout
 
 # %% auto #0
 __all__ = ['COLUMNS', 'N_ROWS', 'FONT_GRADES', 'V_SCALE', 'GRADES', 'MAX_START', 'MAX_FINISH', 'MIN_HOLDS', 'MAX_HOLDS',
-           'ROLE_COLORS', 'GRADE_SHARE', 'ROUTE_MODEL_KEYS', 'parse_hold', 'hold_name', 'parse_grade', 'Board',
-           'moonboard', 'Route', 'RouteTokenizer', 'draw_route', 'draw_routes', 'builtin_board', 'builtin_moonboard',
-           'route_difficulty', 'generate_routes', 'builtin_grade_cuts', 'computed_grade', 'route_from_record',
-           'LoadReport', 'load_route_file', 'causal_attention', 'Block', 'RouteTransformer', 'Samples', 'sample_routes']
+           'ROLE_COLORS', 'GRADE_SHARE', 'ROUTE_MODEL_KEYS', 'RERANKS', 'parse_hold', 'hold_name', 'parse_grade',
+           'Board', 'moonboard', 'Route', 'RouteTokenizer', 'draw_route', 'draw_routes', 'builtin_board',
+           'builtin_moonboard', 'route_difficulty', 'generate_routes', 'builtin_grade_cuts', 'computed_grade',
+           'route_from_record', 'LoadReport', 'load_route_file', 'causal_attention', 'Block', 'RouteTransformer',
+           'Samples', 'route_log_likelihoods', 'grade_posterior', 'self_judge', 'sample_routes']
 
 # %% ../nbs/10_climb.ipynb #5fcb41cf
 COLUMNS = 'ABCDEFGHIJK'
@@ -455,11 +456,11 @@ def load_route_file(path) -> tuple[list[Route], LoadReport]:
 ROUTE_MODEL_KEYS = ('d_model', 'n_layers', 'n_heads', 'dim_feedforward', 'max_seq_len')
 
 def causal_attention(q, k, v):
-    "Causal multi-head attention over [batch, heads, time, dim] tensors."
-    if q.is_cuda: return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    T = q.shape[-2]
+    "Causal multi-head attention over [batch, heads, time, dim] tensors; `q` may be the last positions of `k` and `v` (a cached draw)."
+    Tq, Tk = q.shape[-2], k.shape[-2]
+    if q.is_cuda and Tq in (1, Tk): return F.scaled_dot_product_attention(q, k, v, is_causal=Tq > 1)
     att = (q @ k.transpose(-2, -1)) * (1 / math.sqrt(q.shape[-1]))
-    att = att.masked_fill(torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1), float('-inf'))
+    if Tq > 1: att = att.masked_fill(torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).triu(Tk - Tq + 1), float('-inf'))
     return att.softmax(-1).to(v.dtype) @ v
 
 class Block(nn.Module):
@@ -471,9 +472,13 @@ class Block(nn.Module):
         self.qkv, self.proj = nn.Linear(d_model, 3 * d_model), nn.Linear(d_model, d_model)
         self.ff = nn.Sequential(nn.Linear(d_model, dim_feedforward), nn.GELU(), nn.Linear(dim_feedforward, d_model))
         self.drop = FastDropout(dropout)
-    def forward(self, x):
+    def forward(self, x, cache:dict|None=None):
+        "`cache`: this block's keys and values of the positions before `x` (a draw, token by token), extended in place."
         B, T, C = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)
+        if cache is not None:
+            if cache: k, v = torch.cat([cache['k'], k], 2), torch.cat([cache['v'], v], 2)
+            cache['k'], cache['v'] = k, v
         x = x + self.drop(self.proj(causal_attention(q, k, v).transpose(1, 2).reshape(B, T, C)))
         return x + self.drop(self.ff(self.ln2(x)))
 
@@ -497,16 +502,19 @@ class RouteTransformer(nn.Module):
     def layer_groups(self):
         "The blocks, front to back, for dynamic freezing (the embedding is tied to the output layer, so it stays)."
         return [(f'blocks.{i}', b) for i, b in enumerate(self.blocks)]
-    def forward(self, idx:torch.Tensor) -> torch.Tensor:
-        T = idx.shape[1]
+    def forward(self, idx:torch.Tensor, cache:list|None=None) -> torch.Tensor:
+        "Logits for every position of `idx`; with a `cache` (`new_cache()`, then each call's new tokens only) a draw costs one pass per token."
+        start = cache[0]['k'].shape[2] if cache and cache[0] else 0
+        T = start + idx.shape[1]
         if T > self.max_seq_len: raise ValueError(f'sequence of {T} tokens is longer than max_seq_len={self.max_seq_len}')
-        x = self.tok_emb(idx) + self.pos_emb(torch.arange(T, device=idx.device))
+        x = self.tok_emb(idx) + self.pos_emb(torch.arange(start, T, device=idx.device))
         if not self.blocks[0].ln1.weight.requires_grad:
             # the front block is frozen: so is the input side of the embedding (the tied table still learns as the output
             # layer), and no gradient has to flow back through the frozen blocks at all
             x = x.detach()
-        for b in self.blocks: x = b(x)
+        for i, b in enumerate(self.blocks): x = b(x, cache[i] if cache is not None else None)
         return self.head(self.ln_f(x))
+    def new_cache(self) -> list: return [{} for _ in self.blocks]
 
 # %% ../nbs/10_climb.ipynb #21d7e563
 class Samples(list):
@@ -515,10 +523,14 @@ class Samples(list):
     @property
     def failed(self) -> int: return sum(r is None for r in self)
 
-def _check_sampling(tok:RouteTokenizer, grade, n, temperature, top_k, retries, guidance=1.0, best_of=1, score=None):
+RERANKS = ('self', 'grader')
+
+def _check_sampling(tok:RouteTokenizer, grade, n, temperature, top_k, retries, guidance=1.0, best_of=1, score=None, rerank='self'):
     if guidance < 0: raise ClimbkitError(f"Parameter 'guidance' must be 0 or more (1: plain conditional sampling), got {guidance}.")
     if best_of < 1: raise ClimbkitError(f"Parameter 'best_of' must be a positive count of candidates per route, got {best_of}.")
-    if best_of > 1 and score is None: raise ClimbkitError("Parameter 'best_of' needs a judge to rank the candidates (a grade predictor); none was given.")
+    if rerank not in RERANKS: raise ClimbkitError(f"Parameter 'rerank' is {rerank!r}; expected 'self' (the generator's own grade posterior) or 'grader'.")
+    if best_of > 1 and rerank == 'grader' and score is None:
+        raise ClimbkitError("Parameter 'best_of' with rerank='grader' needs a judge to rank the candidates (a grade predictor); none was given.")
     if temperature <= 0: raise ClimbkitError(f"Parameter 'temperature' must be positive, got {temperature}.")
     if top_k < 0: raise ClimbkitError(f"Parameter 'top_k' must be 0 (off) or a positive count, got {top_k}.")
     if n < 1: raise ClimbkitError(f"Parameter 'n' (samples) must be a positive count, got {n}.")
@@ -526,19 +538,27 @@ def _check_sampling(tok:RouteTokenizer, grade, n, temperature, top_k, retries, g
     if str(grade).strip().upper() not in tok.board.grades:
         raise ClimbkitError(f"Parameter 'grade' is {grade!r}; {tok.board.name} has grades {', '.join(tok.board.grades)}.")
 
-def _next_logits(model, seqs:torch.Tensor, any_grade:int, guidance:float) -> torch.Tensor:
-    "The next token's logits; with `guidance` other than 1, classifier-free guidance: free + guidance × (conditional − free)."
+def _next_logits_fn(model, any_grade:int, guidance:float):
+    """`seqs -> the next token's logits`; with `guidance` other than 1, classifier-free guidance: free + guidance × (conditional − free).
+    A model with `new_cache` (the route transformer) is fed only the tokens it has not seen yet, so a draw costs one pass per token."""
     dev = next(model.parameters()).device
-    if guidance == 1: return model(seqs.to(dev))[:, -1].float().cpu()
-    free = seqs.clone(); free[:, 1] = any_grade  # the same prefix, the grade replaced by the null grade
-    cond, uncond = model(torch.cat([seqs, free]).to(dev))[:, -1].float().cpu().log_softmax(-1).chunk(2)
-    return uncond + guidance * (cond - uncond)
+    cache, seen = (model.new_cache() if callable(getattr(model, 'new_cache', None)) else None), 0
+    def next_logits(seqs:torch.Tensor) -> torch.Tensor:
+        nonlocal seen
+        x = seqs if guidance == 1 else torch.cat([seqs, seqs.clone().index_fill_(1, torch.tensor([1]), any_grade)])  # free: the null grade
+        out = (model(x[:, seen:].to(dev), cache) if cache is not None else model(x.to(dev)))[:, -1].float().cpu()
+        seen = x.shape[1]
+        if guidance == 1: return out
+        cond, uncond = out.log_softmax(-1).chunk(2)
+        return uncond + guidance * (cond - uncond)
+    return next_logits
 
 def _draw(model, tok:RouteTokenizer, grade, n, temperature, top_k, gen, constrained, guidance=1.0) -> list[list[int]]:
     "`n` token sequences from `<bos> grade`, each until `<eos>` or the length limit of `tok` and `model`."
     seqs, done = torch.tensor([[tok.bos, tok.grade_id(grade)]] * n), torch.zeros(n, dtype=torch.bool)
+    next_logits = _next_logits_fn(model, tok.any_grade, guidance)
     while not done.all() and seqs.shape[1] < min(tok.max_len, getattr(model, 'max_seq_len', tok.max_len)):
-        logits = _next_logits(model, seqs, tok.any_grade, guidance) / temperature
+        logits = next_logits(seqs) / temperature
         if constrained: logits = logits.masked_fill(~torch.stack([tok.allowed_next(s.tolist()) for s in seqs]), float('-inf'))
         if top_k: logits = logits.masked_fill(logits < logits.topk(min(top_k, logits.shape[1]), -1).values[:, -1:], float('-inf'))
         nxt = torch.multinomial(logits.softmax(-1), 1, generator=gen).squeeze(1)
@@ -576,16 +596,49 @@ def _best_of(cands:Samples, k:int, grade:str, score) -> Samples:
     return Samples([pick(cands[i:i + k]) for i in range(0, len(cands), k)], cands.retried)
 
 @torch.no_grad()
+def route_log_likelihoods(model:nn.Module, routes:Sequence[Route], tok:RouteTokenizer, grades:Sequence[str]|None=None,
+                          batch_tokens:int=65536) -> torch.Tensor:
+    "log p(route | grade) under `model`, teacher-forced, for every route and each of `grades` (default: the board's): [routes, grades]."
+    grades = list(grades or tok.board.grades)
+    seqs = [tok.encode(r) for r in routes]
+    x = torch.full((len(seqs), max(map(len, seqs))), tok.pad, dtype=torch.long)
+    for i, s in enumerate(seqs): x[i, :len(s)] = torch.tensor(s)
+    x = x.repeat(len(grades), 1)  # grade-major: every route once per grade
+    x[:, 1] = torch.tensor([tok.grade_id(g) for g in grades]).repeat_interleave(len(seqs))
+    dev, out = next(model.parameters()).device, []
+    for chunk in x.split(max(1, batch_tokens // x.shape[1])):
+        y = chunk[:, 2:]  # the tokens after the grade: what the grade explains
+        logp = model(chunk[:, :-1].to(dev))[:, 1:].float().log_softmax(-1).cpu()
+        out.append((logp.gather(-1, y[..., None]).squeeze(-1) * (y != tok.pad)).sum(1))
+    return torch.cat(out).view(len(grades), len(seqs)).T
+
+def grade_posterior(model:nn.Module, routes:Sequence[Route], tok:RouteTokenizer, prior=None) -> torch.Tensor:
+    """log p(grade | route) for every grade of the board, by Bayes from the generator's own likelihood:
+    p(grade | route) ∝ p(route | grade) · p(grade), `prior` the grades' weights (e.g. training counts; default: uniform)."""
+    w = torch.ones(len(tok.board.grades)) if prior is None else torch.as_tensor(prior, dtype=torch.float) + 1  # add-one: no grade ruled out
+    return (route_log_likelihoods(model, routes, tok) + (w / w.sum()).log()).log_softmax(-1)
+
+def self_judge(model:nn.Module, tok:RouteTokenizer, prior=None):
+    "A judge for `best_of`: the generator's own posterior probability that each route is of the grade asked."
+    def score(routes, grade): return grade_posterior(model, routes, tok, prior)[:, tok.board.grades.index(grade)].exp().tolist()
+    return score
+
+@torch.no_grad()
 def sample_routes(model:nn.Module, grade:str, n:int=6, temperature:float=1.0, top_k:int=0, seed:int|None=None,
                   tok:RouteTokenizer|None=None, constrained:bool=True, retries:int=3, guidance:float=1.0,
-                  best_of:int=1, score=None) -> Samples:
+                  best_of:int=1, score=None, rerank:str|None=None, grade_prior=None) -> Samples:
     """Sample `n` routes of `grade` from `model` (None: no route); a constrained draw that ends in none is redrawn up to
     `retries` times. `guidance`: classifier-free guidance (1: plain conditional sampling; the model must have learned the
-    null grade). `best_of`: draw that many candidates per route and keep the one `score(routes, grade)` rates highest."""
+    null grade). `best_of`: draw that many candidates per route and keep the one most likely of `grade`, by `rerank`:
+    'self', the generator's own grade posterior (with `grade_prior`, the training grades' counts), or 'grader', the judge
+    `score(routes, grade)` (higher: more likely); None: 'grader' when a `score` is given, else 'self'."""
     tok = tok or RouteTokenizer()
-    _check_sampling(tok, grade, n, temperature, top_k, retries, guidance, best_of, score)
+    rerank = rerank or ('grader' if score is not None else 'self')
+    _check_sampling(tok, grade, n, temperature, top_k, retries, guidance, best_of, score, rerank)
     draw = lambda k, attempt: _draw(model, tok, grade, k, temperature, top_k, _generator(seed, attempt), constrained, guidance)
     was_training = model.training; model.eval()
-    try: out = _draw_routes(draw, tok, n * best_of, constrained, retries)
+    try:
+        out = _draw_routes(draw, tok, n * best_of, constrained, retries)
+        if best_of > 1: out = _best_of(out, best_of, grade, score if rerank == 'grader' else self_judge(model, tok, grade_prior))
     finally: model.train(was_training)
-    return _best_of(out, best_of, grade, score) if best_of > 1 else out
+    return out
