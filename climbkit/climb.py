@@ -598,19 +598,25 @@ def _best_of(cands:Samples, k:int, grade:str, score) -> Samples:
 @torch.no_grad()
 def route_log_likelihoods(model:nn.Module, routes:Sequence[Route], tok:RouteTokenizer, grades:Sequence[str]|None=None,
                           batch_tokens:int=65536) -> torch.Tensor:
-    "log p(route | grade) under `model`, teacher-forced, for every route and each of `grades` (default: the board's): [routes, grades]."
-    grades = list(grades or tok.board.grades)
-    seqs = [tok.encode(r) for r in routes]
-    x = torch.full((len(seqs), max(map(len, seqs))), tok.pad, dtype=torch.long)
-    for i, s in enumerate(seqs): x[i, :len(s)] = torch.tensor(s)
-    x = x.repeat(len(grades), 1)  # grade-major: every route once per grade
-    x[:, 1] = torch.tensor([tok.grade_id(g) for g in grades]).repeat_interleave(len(seqs))
-    dev, out = next(model.parameters()).device, []
-    for chunk in x.split(max(1, batch_tokens // x.shape[1])):
-        y = chunk[:, 2:]  # the tokens after the grade: what the grade explains
-        logp = model(chunk[:, :-1].to(dev))[:, 1:].float().log_softmax(-1).cpu()
-        out.append((logp.gather(-1, y[..., None]).squeeze(-1) * (y != tok.pad)).sum(1))
-    return torch.cat(out).view(len(grades), len(seqs)).T
+    "log p(route | grade) under `model` (in eval mode: no dropout), teacher-forced, for every route and each of `grades` (default: the board's): [routes, grades]."
+    grades, dev, was_training = list(grades or tok.board.grades), next(model.parameters()).device, model.training
+    model.eval()
+    try: return _log_likelihoods(model, [tok.encode(r) for r in routes], tok, grades, dev, batch_tokens)
+    finally: model.train(was_training)
+
+def _log_likelihoods(model, seqs, tok, grades, dev, batch_tokens) -> torch.Tensor:
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # similar lengths together: little padding
+    out, per_chunk = torch.zeros(len(seqs), len(grades)), max(1, batch_tokens // (tok.max_len * len(grades)))
+    for c in range(0, len(order), per_chunk):
+        idx = order[c:c + per_chunk]
+        x = torch.full((len(idx), max(len(seqs[i]) for i in idx)), tok.pad, dtype=torch.long)
+        for j, i in enumerate(idx): x[j, :len(seqs[i])] = torch.tensor(seqs[i])
+        x = x.repeat(len(grades), 1)  # grade-major: every route once per grade
+        x[:, 1] = torch.tensor([tok.grade_id(g) for g in grades]).repeat_interleave(len(idx))
+        y = x[:, 2:]  # the tokens after the grade: what the grade explains
+        logp = model(x[:, :-1].to(dev))[:, 1:].float().log_softmax(-1).cpu()
+        out[idx] = (logp.gather(-1, y[..., None]).squeeze(-1) * (y != tok.pad)).sum(1).view(len(grades), len(idx)).T
+    return out
 
 def grade_posterior(model:nn.Module, routes:Sequence[Route], tok:RouteTokenizer, prior=None) -> torch.Tensor:
     """log p(grade | route) for every grade of the board, by Bayes from the generator's own likelihood:

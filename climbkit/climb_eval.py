@@ -4,27 +4,29 @@
 
 # %% ../nbs/14_climb_eval.ipynb #79138bc1
 from __future__ import annotations
-import math
-from dataclasses import dataclass
+import math, time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
 from torch import nn
 
 from .core import ClimbkitError, save_figure
 from .data import split_indices
 from .run import restore_model
 from .metrics import novelty, uniqueness, jaccard_diversity, js_divergence, ordinal_agreement
-from .climb import Board, Route, RouteTokenizer, RouteTransformer, ROUTE_MODEL_KEYS, sample_routes, parse_grade, computed_grade
+from .climb import Board, Route, RouteTokenizer, RouteTransformer, ROUTE_MODEL_KEYS, sample_routes, parse_grade, computed_grade, RERANKS
 from .climb_data import ClimbData, load_climb_run
 from .climb_grader import Grader, find_grader, check_grader
 
 # %% auto #0
-__all__ = ['METRIC_NAMES', 'METRIC_GROUPS', 'METRICS_NOTE', 'Generator', 'load_generator', 'hold_set', 'largest_gap', 'reach_of',
-           'route_metrics', 'rule_grades', 'real_grade_reference', 'evaluate_generator', 'plot_distribution_match',
-           'grade_control', 'plot_grade_control', 'metrics_table', 'report_grader', 'climb_report',
-           'grade_control_report']
+__all__ = ['NO_GRADE_MEASURE', 'METRIC_NAMES', 'METRIC_GROUPS', 'METRICS_NOTE', 'GRADE_CONTROL_NOTE', 'Generator',
+           'load_generator', 'hold_set', 'largest_gap', 'reach_of', 'route_metrics', 'rule_grades',
+           'real_grade_reference', 'evaluate_generator', 'plot_distribution_match', 'grade_control', 'decoding_label',
+           'accuracy_keys', 'plot_grade_control', 'metrics_table', 'report_grader', 'grader_line', 'climb_report',
+           'sweep_settings', 'grade_control_report']
 
 # %% ../nbs/14_climb_eval.ipynb #14618a88
 @dataclass
@@ -34,23 +36,35 @@ class Generator:
     data: ClimbData
     run_dir: Path
     cfg: dict
+    _train: tuple|None = field(default=None, init=False, repr=False, compare=False)
     @property
     def board(self) -> Board: return self.data.board
     @property
     def tokenizer(self) -> RouteTokenizer: return self.data.tokenizer
+    def train_idx(self) -> torch.Tensor:
+        "The indices of the run's training split (the same split as in training)."
+        return split_indices(len(self.data.tensors['tokens']), self.cfg.get('valid_frac', 0.1), self.cfg.get('seed', 0))[0]
     def train_routes(self) -> list[Route]:
-        "The routes of the run's training split (the same split as in training)."
-        tr, _ = split_indices(len(self.data.tensors['tokens']), self.cfg.get('valid_frac', 0.1), self.cfg.get('seed', 0))
-        return self.data.routes(tr.tolist())
+        "The routes of the training split, decoded once (the report asks for them at every setting it measures)."
+        key = (id(self.data), self.cfg.get('valid_frac', 0.1), self.cfg.get('seed', 0))
+        if self._train is None or self._train[0] != key: self._train = (key, self.data.routes(self.train_idx().tolist()))
+        return self._train[1]
+    def grade_prior(self) -> list[int]:
+        "Training routes per board grade: the prior p(grade) of self-reranking (`rerank='self'`)."
+        return torch.bincount(self.data.tensors['grades'][self.train_idx()], minlength=len(self.board.grades)).tolist()
     @property
     def guided(self) -> bool: return self.cfg.get('grade_dropout', 0) > 0
-    def sample(self, grade, n=6, temperature=1.0, top_k=0, seed=None, constrained=True, guidance=1.0, best_of=1, judge=None):
-        "`n` routes of `grade`; `guidance` needs a run trained with `grade_dropout`, `best_of` a `judge` (a `Grader`) on the same board."
+    def sample(self, grade, n=6, temperature=1.0, top_k=0, seed=None, constrained=True, guidance=1.0, best_of=1, judge=None, rerank=None):
+        """`n` routes of `grade`; `guidance` needs a run trained with `grade_dropout`. `best_of` candidates per route, the one
+        most likely of `grade` kept by `rerank`: 'self' (the generator's own grade posterior, no grader needed) or 'grader'
+        (`judge`, a `Grader` on the same board); None: 'grader' when a judge is given, else 'self'."""
         if guidance != 1 and not self.guided:
             raise ClimbkitError(f"Parameter 'guidance' ({guidance}) needs a generator trained with grade_dropout above 0; "
                                 f"run {self.run_dir} was trained with grade_dropout={self.cfg.get('grade_dropout', 0)} (1 samples it as it is).")
-        return sample_routes(self.model, grade, n, temperature, top_k, seed, self.tokenizer, constrained,
-                             guidance=guidance, best_of=best_of, score=judge.score if judge else None)
+        rerank = rerank or ('grader' if judge is not None else 'self')
+        return sample_routes(self.model, grade, n, temperature, top_k, seed, self.tokenizer, constrained, guidance=guidance,
+                             best_of=best_of, score=judge.score if judge else None, rerank=rerank,
+                             grade_prior=self.grade_prior() if best_of > 1 and rerank == 'self' else None)
 
 def load_generator(run_dir, checkpoint:str='best.pt') -> Generator:
     "A checkpoint (default: the best) of a `climb` run, ready to sample."
@@ -93,17 +107,18 @@ def _grade_matched(real:Sequence[Route], counts:dict, board:Board, seed:int=0):
     return holds, usage, sample
 
 def route_metrics(samples:Sequence[Route|None], wanted:Sequence[str], board:Board, train_routes:Sequence[Route],
-                  reach:float, grader:Grader|None=None, retried:int|None=None, rule:Callable|None=None) -> dict:
+                  reach:float, grader:Grader|None=None, retried:int|None=None, rule:Callable|None=None, train_sets:set|None=None) -> dict:
     """Metrics of `samples` (None: no route), each asked for the grade in `wanted`, against the real `train_routes`;
     `retried`: how many of them needed a fresh constrained draw (None: unconstrained decoding, no retry or failure shares);
-    `rule`: route -> its true grade, where the data have one (the built-in data: `climb.computed_grade`)."""
+    `rule`: route -> its true grade, where the data have one (the built-in data: `climb.computed_grade`); `train_sets`: the
+    training routes' hold sets, when the caller has them already."""
     ok = [i for i, s in enumerate(samples) if s is not None and not board.problems(s)]
     valid, n = [samples[i] for i in ok], max(len(samples), 1)
     m = {'samples': len(samples), 'validity': len(valid) / n, 'plausibility': sum(largest_gap(s, board) <= reach for s in valid) / n}
     if retried is not None: m.update(retried=retried / n, failed=sum(s is None for s in samples) / n)
     if not valid: return m
     sets = [hold_set(s) for s in valid]
-    m.update(novelty=novelty(sets, {hold_set(r) for r in train_routes}), uniqueness=uniqueness(sets), diversity=jaccard_diversity(sets))
+    m.update(novelty=novelty(sets, train_sets or {hold_set(r) for r in train_routes}), uniqueness=uniqueness(sets), diversity=jaccard_diversity(sets))
     counts = {g: sum(wanted[i] == g for i in ok) for g in dict.fromkeys(wanted[i] for i in ok)}
     if all(any(r.grade == g for r in train_routes) for g in counts):  # real routes in the same grade mix as the samples
         rh, ru, real_sample = _grade_matched(train_routes, counts, board)
@@ -147,36 +162,53 @@ def real_grade_reference(grader:Grader, wanted:Sequence[str]) -> dict:
     return res
 
 # %% ../nbs/14_climb_eval.ipynb #10f1f8bd
-def evaluate_generator(gen:Generator, grades:Sequence[str]|None=None, n:int=32, temperature:float=1.0, top_k:int=0,
-                       seed:int=0, grader:Grader|None=None, per_grade:bool=False, min_routes:int=10, guidance:float=1.0,
-                       best_of:int=1, decodings=('constrained', 'unconstrained')) -> tuple[dict, dict]:
-    """({decoding: metrics} (and {decoding/grade: metrics} if `per_grade`), {decoding: samples}); `guidance` and `best_of`
-    as in `Generator.sample`, `grader` the judge of `best_of` (so its verdict on those routes is not independent: the rule's is)."""
-    train = gen.train_routes()
-    count = {g: sum(r.grade == g for r in train) for g in gen.board.grades}
+def _eval_grades(gen:Generator, grades, count:dict, min_routes:int):
+    "The grades asked for (default: the board's) that have at least `min_routes` training routes; the rest said aloud."
     try: asked = [parse_grade(g, gen.board.grades) for g in grades] if grades else None
     except ValueError as e: raise ClimbkitError(f"Parameter 'grades': {e}.") from None
-    grades = [g for g in (asked or gen.board.grades) if count.get(g, 0) >= min_routes]
-    few = [g for g in (asked or []) if g not in grades]
-    if few and grades: print(f"left out (fewer than {min_routes} training routes): {', '.join(few)}")
-    if not grades: raise ClimbkitError(f'None of the requested grades has {min_routes}+ training routes; the data have '
-                                       f"{', '.join(f'{g}: {c}' for g, c in count.items() if c)}.")
+    kept = [g for g in (asked or gen.board.grades) if count.get(g, 0) >= min_routes]
+    few = [g for g in (asked or []) if g not in kept]
+    if few and kept: print(f"left out (fewer than {min_routes} training routes): {', '.join(few)}")
+    if not kept: raise ClimbkitError(f'None of the requested grades has {min_routes}+ training routes; the data have '
+                                     f"{', '.join(f'{g}: {c}' for g, c in count.items() if c)}.")
+    return kept
+
+def _timed_samples(gen:Generator, grades, n, seed, **kw) -> tuple[dict, dict]:
+    "({grade: samples}, {grade: seconds}): each grade's `n` routes and the wall time they took to write (reranking included)."
+    by_grade, secs = {}, {}
+    for i, g in enumerate(grades):
+        t0 = time.perf_counter()
+        by_grade[g] = gen.sample(g, n, seed=seed + i, **kw)
+        secs[g] = time.perf_counter() - t0
+    return by_grade, secs
+
+def evaluate_generator(gen:Generator, grades:Sequence[str]|None=None, n:int=32, temperature:float=1.0, top_k:int=0,
+                       seed:int=0, grader:Grader|None=None, per_grade:bool=False, min_routes:int=10, guidance:float=1.0,
+                       best_of:int=1, decodings=('constrained', 'unconstrained'), rerank:str='self') -> tuple[dict, dict]:
+    """({decoding: metrics} (and {decoding/grade: metrics} if `per_grade`), {decoding: samples}); `guidance`, `best_of` and
+    `rerank` as in `Generator.sample`. `grader` judges the routes; with rerank='grader' it also chose them (so its verdict
+    on those is not independent: the true grade's is), with 'self' the generator chose them and the grader judges independently.
+    Each row's `ms_per_route` is the wall time of writing one route (all its candidates and their ranking)."""
+    train = gen.train_routes()
+    count = {g: sum(r.grade == g for r in train) for g in gen.board.grades}
+    grades = _eval_grades(gen, grades, count, min_routes)
     if grader is not None and grader.board != gen.board:
         raise ClimbkitError(f'Grader {grader.run_dir} was trained on {grader.board.name}, not on {gen.board.name}; it cannot grade these routes.')
-    reach = reach_of(train, gen.board)
+    reach, sets = reach_of(train, gen.board), {hold_set(r) for r in train}
     n_routes = gen.cfg.get('n_routes', 11000)  # the built-in data: every route's true grade is known (`computed_grade`)
     rule = (lambda r: computed_grade(r, n_routes)) if gen.cfg.get('data', 'builtin') == 'builtin' else None
+    judge = grader if best_of > 1 and rerank == 'grader' else None
     rows, samples = {}, {}
     for key in decodings:
         constrained = key == 'constrained'
-        by_grade = {g: gen.sample(g, n, temperature, top_k, seed + i, constrained, guidance, best_of, grader if best_of > 1 else None)
-                    for i, g in enumerate(grades)}
-        retried = lambda gs: sum(by_grade[g].retried for g in gs) if constrained else None
-        flat = [s for g in grades for s in by_grade[g]]
-        wanted = [g for g in grades for _ in range(n)]
-        rows[key] = route_metrics(flat, wanted, gen.board, train, reach, grader, retried(grades), rule)
+        by_grade, secs = _timed_samples(gen, grades, n, seed, temperature=temperature, top_k=top_k, constrained=constrained,
+                                        guidance=guidance, best_of=best_of, judge=judge, rerank=rerank)
+        metrics = lambda gs: {**route_metrics([s for g in gs for s in by_grade[g]], [g for g in gs for _ in range(n)], gen.board,
+                                              train, reach, grader, sum(by_grade[g].retried for g in gs) if constrained else None, rule, sets),
+                              'ms_per_route': 1000 * sum(secs[g] for g in gs) / (n * len(gs))}
+        rows[key] = metrics(grades)
         if per_grade:
-            for g in grades: rows[f'{key} {g}'] = route_metrics(by_grade[g], [g] * n, gen.board, train, reach, grader, retried([g]), rule)
+            for g in grades: rows[f'{key} {g}'] = metrics([g])
         samples[key] = by_grade
     rows['reach'] = reach
     return rows, samples
@@ -203,44 +235,74 @@ def plot_distribution_match(samples:Sequence[Route], real:Sequence[Route], board
     return fig
 
 # %% ../nbs/14_climb_eval.ipynb #5d73228c
+def _counts(ks) -> list[int]: return [ks] if isinstance(ks, int) else [int(k) for k in ks]
+
 def grade_control(gen:Generator, guidances=(0, 1, 1.5, 2, 3), best_of=(4,), grader:Grader|None=None, n:int=32, seed:int=0,
-                  grades:Sequence[str]|None=None, temperature:float=1.0) -> tuple[dict, dict]:
-    """Constrained route metrics at each guidance scale, and at guidance 1 with best-of-k reranking by `grader` (if given)
-    for each k in `best_of`: ({setting: metrics with 'guidance' and 'best_of'}, {setting: {grade: metrics}})."""
-    if not gen.guided: raise ClimbkitError(f"Run {gen.run_dir} was trained with grade_dropout=0: it has no null grade to guide with.")
-    ks = [best_of] if isinstance(best_of, int) else list(best_of)
-    settings = [(float(w), 1) for w in guidances] + ([(1.0, int(k)) for k in ks if int(k) > 1] if grader is not None else [])
+                  grades:Sequence[str]|None=None, temperature:float=1.0, self_best_of=(8,), measured:dict|None=None) -> tuple[dict, dict]:
+    """Constrained route metrics at each guidance scale, and at guidance 1 with best-of-k reranking for each k in `best_of`
+    by `grader` (if given) and for each k in `self_best_of` by the generator's own grade posterior (no grader needed):
+    ({setting: metrics with 'guidance', 'best_of', 'rerank' and 'ms_per_route'}, {setting: {grade: metrics}}).
+    `measured`: {setting: (metrics, {grade: metrics})} already measured with the same samples and seed (the report's route metrics), not drawn again."""
+    if not gen.guided and any(float(w) != 1 for w in guidances):
+        raise ClimbkitError(f"Run {gen.run_dir} was trained with grade_dropout=0: it has no null grade to guide with (guidance 1 only).")
+    settings = ([(float(w), 1, None) for w in guidances] + [(1.0, k, 'grader') for k in _counts(best_of) if k > 1 and grader is not None]
+                + [(1.0, k, 'self') for k in _counts(self_best_of) if k > 1])
     rows, by_grade = {}, {}
-    for w, k in settings:
-        label = f'guidance {w:g}' + (f', best of {k}' if k > 1 else '')
+    for w, k, rerank in settings:
+        label = decoding_label(w, k, rerank)
+        if label in (measured or {}): rows[label], by_grade[label] = measured[label]; continue
         r, _ = evaluate_generator(gen, grades, n, temperature, 0, seed, grader, per_grade=True, guidance=w, best_of=k,
-                                  decodings=('constrained',))
-        rows[label] = {'guidance': w, 'best_of': k, **r['constrained']}
+                                  decodings=('constrained',), rerank=rerank or 'self')
+        rows[label] = {'guidance': w, 'best_of': k, 'rerank': rerank, **r['constrained']}
         by_grade[label] = {key.split(' ', 1)[1]: m for key, m in r.items() if key.startswith('constrained ')}
     return rows, by_grade
 
-def _accuracy_keys(m:dict) -> tuple[list, str]:
-    "The grade-accuracy columns a row has (the true grade's first), and the real routes' reference to reach."
+def decoding_label(guidance:float, best_of:int, rerank:str|None) -> str:
+    "A decoding's name in tables: 'guidance 1', 'guidance 1, best of 8 (self)'."
+    return f'guidance {guidance:g}' + (f', best of {best_of} ({rerank})' if best_of > 1 else '')
+
+def accuracy_keys(m:dict) -> tuple[list, str|None]:
+    "The grade-accuracy columns a row has (the true grade's first), and the real routes' reference to reach; none without a grader or a rule."
     if 'rule_grade_exact' in m: return [('rule_grade_exact', 'true grade = asked'), ('rule_grade_within_1', 'true grade within 1')], 'real_rule_grade_exact'
-    return [('grade_exact', 'judged = asked'), ('grade_within_1', 'judged within 1')], 'real_grade_within_1'
+    if 'grade_exact' in m: return [('grade_exact', 'judged = asked'), ('grade_within_1', 'judged within 1')], 'real_grade_within_1'
+    return [], None
+
+NO_GRADE_MEASURE = "grade accuracy not measured: no grade predictor for this board (train one: -p task climb_grade), and no true grade (data='builtin' only)"
+_RERANK_MARKERS = {'grader': '*', 'self': 'D'}
+_RERANK_WHO = {'grader': 'by the grader', 'self': 'by the generator itself'}
+
+def _plot_series(ax, rows:dict, key:str, label:str, c:str):
+    "One measure: a line over the guidance scales (plain sampling), a marker per best-of setting (star: grader, diamond: self; larger: more candidates)."
+    plain = sorted((m for m in rows.values() if m['best_of'] == 1), key=lambda m: m['guidance'])
+    ax.plot([m['guidance'] for m in plain], [m.get(key, np.nan) for m in plain], 'o-', c=c, label=label)
+    for m in rows.values():
+        if m['best_of'] > 1:
+            ax.plot([m['guidance']], [m.get(key, np.nan)], _RERANK_MARKERS[m.get('rerank') or 'grader'], ms=5 + 2 * m['best_of'] ** 0.5, c=c, alpha=0.8)
+
+def _marker_legend(ax, rows:dict):
+    "Legend entries for the best-of markers: which reranking, and its candidate counts."
+    for rerank, marker in _RERANK_MARKERS.items():
+        ks = [str(m['best_of']) for m in rows.values() if m['best_of'] > 1 and (m.get('rerank') or 'grader') == rerank]
+        if ks: ax.plot([], [], marker, c='gray', ls='', label=f"best of {', '.join(ks)} {_RERANK_WHO[rerank]}, at guidance 1")
 
 def plot_grade_control(rows:dict, title:str=''):
-    "Grade accuracy (left) and novelty and diversity (right) against the guidance scale; best-of reranking as stars."
+    "Grade accuracy (left; where a grader or the true grade measures it) and novelty, diversity, plausibility (right) against the guidance scale; best-of reranking as markers."
     import matplotlib.pyplot as plt
-    fig, (acc, var) = plt.subplots(1, 2, figsize=(10, 3.6))
-    plain = [m for m in rows.values() if m['best_of'] == 1]
-    ws, keys, ref = [m['guidance'] for m in plain], *_accuracy_keys(plain[0])
-    for (k, label), c in zip(keys, ('tab:blue', 'tab:cyan')):
-        acc.plot(ws, [m[k] for m in plain], 'o-', c=c, label=label)
-        for l, m in rows.items():
-            if m['best_of'] > 1: acc.plot([m['guidance']], [m[k]], '*', ms=13, c=c, label=f'{label}, best of {m["best_of"]}')
-    if ref in plain[0]: acc.axhline(plain[0][ref], ls='--', c='gray', label=f"real routes ({'labels = true grade' if 'rule' in ref else 'judged within 1'})")
+    fig, (acc, var) = plt.subplots(1, 2, figsize=(11, 3.8))
+    first = next(iter(rows.values()))
+    keys, ref = accuracy_keys(first)
+    for (k, label), c in zip(keys, ('tab:blue', 'tab:cyan')): _plot_series(acc, rows, k, label, c)
+    if ref in first: acc.axhline(first[ref], ls='--', c='gray', label=f"real routes ({'labels = true grade' if 'rule' in ref else 'judged within 1'})")
     for k, label, c in (('novelty', 'novel', 'tab:green'), ('diversity', 'diversity', 'tab:orange'), ('plausibility', 'plausible', 'tab:purple')):
-        var.plot(ws, [m[k] for m in plain], 'o-', c=c, label=label)
-    if 'real_diversity' in plain[0]: var.axhline(plain[0]['real_diversity'], ls='--', c='tab:orange', alpha=0.5, label='real diversity')
+        _plot_series(var, rows, k, label, c)
+    if 'real_diversity' in first: var.axhline(first['real_diversity'], ls='--', c='tab:orange', alpha=0.5, label='real diversity')
     for ax, t in ((acc, 'grade accuracy'), (var, 'novelty and variety')):
+        _marker_legend(ax, rows)
         ax.set_xlabel('guidance scale (1: plain sampling)'); ax.set_title(f'{title}: {t}' if title else t, fontsize=10)
         ax.set_ylim(0, 1.02); ax.grid(alpha=0.3); ax.legend(fontsize=7)
+    if not keys:
+        acc.cla(); acc.axis('off'); acc.set_title(f'{title}: grade accuracy' if title else 'grade accuracy', fontsize=10)
+        acc.text(0.5, 0.5, NO_GRADE_MEASURE.replace(': ', ':\n', 1).replace(', and', ',\nand'), ha='center', va='center', fontsize=8, transform=acc.transAxes)
     fig.tight_layout()
     return fig
 
@@ -250,16 +312,19 @@ METRIC_NAMES = {'samples': 'samples', 'validity': 'valid', 'plausibility': 'plau
                 'grade_exact': 'grade exact', 'grade_within_1': 'grade ±1', 'grade_mae': 'grade MAE',
                 'rule_grade_exact': 'rule exact', 'rule_grade_within_1': 'rule ±1', 'rule_grade_mae': 'rule MAE',
                 'real_diversity': 'real div.', 'real_grade_exact': 'real: exact', 'real_grade_within_1': 'real: ±1', 'real_grade_mae': 'real: MAE',
-                'real_rule_grade_exact': 'real: rule exact', 'real_rule_grade_within_1': 'real: rule ±1'}
+                'real_rule_grade_exact': 'real: rule exact', 'real_rule_grade_within_1': 'real: rule ±1', 'ms_per_route': 'ms/route'}
 METRIC_GROUPS = {'of all samples': ('samples', 'validity', 'plausibility', 'retried', 'failed'),
                  'of valid samples': ('novelty', 'uniqueness', 'diversity', 'holds_js', 'usage_js', 'grade_exact', 'grade_within_1', 'grade_mae',
                                       'rule_grade_exact', 'rule_grade_within_1', 'rule_grade_mae'),
-                 'real routes, same grades': ('real_diversity', 'real_grade_exact', 'real_grade_within_1', 'real_grade_mae', 'real_rule_grade_exact', 'real_rule_grade_within_1')}
+                 'real routes, same grades': ('real_diversity', 'real_grade_exact', 'real_grade_within_1', 'real_grade_mae', 'real_rule_grade_exact', 'real_rule_grade_within_1'),
+                 'cost': ('ms_per_route',)}
 METRICS_NOTE = ("valid: constrained decoding is valid by construction (its grammar allows only valid routes; 'retried' and 'failed' are "
                 "the shares of samples that needed a fresh draw and that still had no route); unconstrained validity is measured. "
                 "Columns 'of valid samples' are computed over the valid samples only. grade: the grade predictor's verdict; "
                 "rule (only with data='builtin'): the grade the data's own rule gives the route, exact, with no judge; 'real: rule' is how often "
-                "real routes' labels equal their own rule grade, the ceiling the labels' noise sets.")
+                "real routes' labels equal their own rule grade, the ceiling the labels' noise sets. Without a grader, and with data other than "
+                "'builtin', no grade column is shown: nothing measures the grade. ms/route: wall time to write one route, every candidate "
+                "of best-of and their ranking included.")
 
 def metrics_table(rows:dict):
     "The metric rows as a DataFrame: a row per decoding, columns grouped by their denominator, constrained validity marked."
@@ -281,35 +346,70 @@ def report_grader(cfg, board:Board) -> tuple[Path|None, Grader|None]:
     path = find_grader(board, cfg.get('out_dir', 'runs')) if choice == 'auto' else None if choice == 'none' else choice
     return path, check_grader(path, board) if path else None
 
+def grader_line(path, gen:Generator) -> str:
+    "One line on the grader a report uses, or what is missing without one and how to get it."
+    if path: return f'grader: {path}'
+    why = 'none (grader=none)' if gen.cfg.get('grader') == 'none' else f'none found for {gen.board.name}'
+    what = ('the true grade still measures grade accuracy' if gen.cfg.get('data', 'builtin') == 'builtin'
+            else 'no grade accuracy for these routes')
+    return f'grader: {why}: {what}, and best-of reranks only by the generator itself (train one: -p task climb_grade)'
+
+def _report_decoding(cfg, grader) -> tuple[float, int, str]:
+    "The run's decoding (guidance, best_of, rerank) for the route metrics; best-of by a grader that is not there is turned off, saying so."
+    guidance, best_of, rerank = cfg.get('guidance', 1.0), cfg.get('best_of', 1), cfg.get('rerank', 'self')
+    if best_of > 1 and rerank == 'grader' and grader is None:
+        print(f"best_of={best_of} with rerank='grader' is off in the route metrics: no grader (rerank='self' needs none)"); best_of = 1
+    return guidance, best_of, rerank
+
 def climb_report(model, data, cfg, run_dir=None) -> dict:
     "Route metrics of a freshly trained generator, and its grade control as guidance grows: printed, plotted, and returned for results.json."
     from IPython.display import display
     gen = Generator(model, data.info.climb_data, Path(run_dir) if run_dir else None, dict(cfg))
     path, grader = report_grader(cfg, gen.board)
-    print('grader: ' + (str(path) if path else 'none (grader=none)' if cfg.get('grader') == 'none' else
-                        f'none found for {gen.board.name} (train one: -p task climb_grade)'))
-    n, seed, guidance, best_of = cfg.get('metric_samples', 32), cfg.get('seed', 0), cfg.get('guidance', 1.0), cfg.get('best_of', 1)
-    if best_of > 1 and grader is None: best_of = 1; print('best_of is off in the route metrics: no grader')
-    try: rows, samples = evaluate_generator(gen, n=n, seed=seed, grader=grader, per_grade=True, guidance=guidance, best_of=best_of)
+    print(grader_line(path, gen))
+    n, seed, (guidance, best_of, rerank) = cfg.get('metric_samples', 32), cfg.get('seed', 0), _report_decoding(cfg, grader)
+    try: rows, samples = evaluate_generator(gen, n=n, seed=seed, grader=grader, per_grade=True, guidance=guidance, best_of=best_of, rerank=rerank)
     except ClimbkitError as e:  # e.g. too few routes per grade: the run itself is fine, so say so and go on
         print(f'No route metrics: {e}'); return {'route_metrics': None, 'grader': str(path) if path else None}
-    print(f"{n} samples per grade at temperature 1, guidance {guidance:g}, best of {best_of}; reach limit {rows['reach']:.2f} board units")
+    print(f"{n} samples per grade at temperature 1, guidance {guidance:g}, best of {best_of}" + (f' ({rerank})' if best_of > 1 else '')
+          + f"; reach limit {rows['reach']:.2f} board units")
     display(metrics_table(rows).round(3))
     print(METRICS_NOTE)
     flat = [s for ss in samples['constrained'].values() for s in ss]
     fig = plot_distribution_match(flat, gen.train_routes(), gen.board, 'generated (constrained)')
     if run_dir: save_figure(fig, Path(run_dir)/'figures'/'distribution.png')
-    return {'route_metrics': rows, 'grader': str(path) if path else None, **grade_control_report(gen, cfg, grader, run_dir)}
+    measured = {decoding_label(guidance, best_of, rerank if best_of > 1 else None):  # the grade control reuses this decoding's routes
+                ({'guidance': guidance, 'best_of': best_of, 'rerank': rerank if best_of > 1 else None, **rows['constrained']},
+                 {k.split(' ', 1)[1]: m for k, m in rows.items() if k.startswith('constrained ')})}
+    return {'route_metrics': rows, 'grader': str(path) if path else None, **grade_control_report(gen, cfg, grader, run_dir, measured)}
 
-def grade_control_report(gen:Generator, cfg, grader:Grader|None, run_dir=None) -> dict:
-    "The report's grade-control part: `grade_control` at the run's `guidance_sweep` scales, a table and the trade-off figure."
-    from IPython.display import display
+GRADE_CONTROL_NOTE = ("(self): the generator's own grade posterior chose each route from its candidates, so the grader's verdict "
+                      "(grade columns) on those rows is an independent check; (grader): the grader chose them, so its verdict there is not "
+                      "(the rule's true grade, with data='builtin', is). ms/route: the wall time to write one route, every candidate and its ranking included.")
+
+def sweep_settings(gen:Generator, cfg, grader) -> tuple[list, list, list]:
+    "The report's grade-control settings (guidance scales, best-of counts by the grader, by the generator itself), saying what is left out and why."
     scales = [float(w) for w in str(cfg.get('guidance_sweep', '')).split()]
-    if not scales or not gen.guided: return {}
-    ks = [int(k) for k in str(cfg.get('best_of_sweep', '4')).split()]
-    rows, by_grade = grade_control(gen, scales, ks, grader, cfg.get('metric_samples', 32), cfg.get('seed', 0))
-    print('Grade control: constrained routes as the guidance scale grows (best of k: reranked by the grader, so only the true grade judges it fairly)')
+    ks, self_ks = ([int(k) for k in str(cfg.get(key, d)).split()] for key, d in (('best_of_sweep', '4'), ('self_best_of_sweep', '8')))
+    if not gen.guided and any(w != 1 for w in scales):
+        print('guidance sweep: plain sampling only, the run was trained with grade_dropout=0 and has no null grade to guide with (train with -p grade_dropout 0.1)')
+        scales = [1.0]
+    if ks and grader is None:
+        print(f"best of {' '.join(map(str, ks))} by the grader: left out, no grade predictor for {gen.board.name} (train one: -p task climb_grade)"); ks = []
+    return scales, ks, self_ks
+
+def grade_control_report(gen:Generator, cfg, grader:Grader|None, run_dir=None, measured:dict|None=None) -> dict:
+    """The report's grade-control part: `grade_control` at the run's `guidance_sweep` scales, best of each `best_of_sweep`
+    by the grader (where there is one) and of each `self_best_of_sweep` by the generator itself; a table and the trade-off figure."""
+    from IPython.display import display
+    scales, ks, self_ks = sweep_settings(gen, cfg, grader)
+    if not (scales or ks or self_ks): return {}
+    rows, by_grade = grade_control(gen, scales, ks, grader, cfg.get('metric_samples', 32), cfg.get('seed', 0), self_best_of=self_ks,
+                                   measured=measured)
+    print('Grade control: constrained routes as the guidance scale grows, and with best-of-k reranking at guidance 1')
+    if not accuracy_keys(next(iter(rows.values())))[0]: print(NO_GRADE_MEASURE)
     display(metrics_table(rows).round(3))
+    print(GRADE_CONTROL_NOTE)
     fig = plot_grade_control(rows, gen.board.name)
     if run_dir: save_figure(fig, Path(run_dir)/'figures'/'grade_control.png')
     return {'grade_control': rows, 'grade_control_by_grade': by_grade}

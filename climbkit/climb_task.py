@@ -14,18 +14,24 @@ from .core import ClimbkitError, save_figure, positive_check
 from .data import Data, TensorLoader, split_indices
 from .task import Task, register_task
 from .metrics import ngram_baselines
-from .climb import RouteTokenizer, RouteTransformer, ROUTE_MODEL_KEYS, sample_routes, draw_routes
+from .climb import RouteTokenizer, RouteTransformer, ROUTE_MODEL_KEYS, RERANKS, sample_routes, draw_routes
 from .climb_data import climb_tensors, RouteSplit
 from .climb_grader import check_grader
 from .climb_eval import climb_report, report_grader
 
 # %% auto #0
-__all__ = ['ClimbTask']
+__all__ = ['DECODING_KEYS', 'ClimbTask', 'run_decoding']
 
 # %% ../nbs/15_climb_task.ipynb #220c6bf5
 def _route_batch(b):
     n = int(b['lengths'].max())
     return {'tokens': b['tokens'][:, :n], 'grades': b['grades']}
+
+def _is_counts(v) -> bool: return all(k.isdigit() and int(k) >= 2 for k in str(v).split())
+
+def _grade_prior(info:RouteSplit) -> list[int]:
+    "Training routes per board grade: the prior p(grade) of self-reranking."
+    return torch.bincount(info.tensors['grades'][info.train_idx], minlength=len(info.board.grades)).tolist()
 
 def _is_scales(v) -> bool:
     try: return all(float(w) >= 0 for w in str(v).split())
@@ -38,7 +44,8 @@ class ClimbTask(Task):
     defaults = dict(data='builtin', n_routes=11000, angle=40, layout=0, d_model=256, n_layers=4, n_heads=8, dim_feedforward=768,
                     max_seq_len=0, dropout=0.1, epochs=10, batch_size=64, lr=2e-3, warmup_steps=100, weight_decay=0.1,
                     metric_samples=32, grader='auto', sample_grades='6B+ 7A 7B+ 8A', samples_per_grade=4, temperature=0.8, top_k=0,
-                    grade_dropout=0.1, guidance=1.0, best_of=1, guidance_sweep='0 1 1.5 2 3', best_of_sweep='4')
+                    grade_dropout=0.1, guidance=1.0, best_of=8, rerank='self', guidance_sweep='0 1 1.5 2 3', best_of_sweep='4',
+                    self_best_of_sweep='8')
     model_keys = ROUTE_MODEL_KEYS
     help = {'n_routes': "data='builtin': how many routes to generate", 'angle': "Kilter/Tension: the wall angle whose grades to use",
             'layout': "Kilter/Tension: the board layout id (0: the one with most climbs)", 'd_model': "transformer width",
@@ -49,9 +56,11 @@ class ClimbTask(Task):
             'temperature': "showcase sampling: below 1 safer, above 1 more varied", 'top_k': "showcase sampling: 0 samples from every allowed token",
             'grade_dropout': "share of training routes whose grade is hidden (the null grade), so the model also learns routes of any grade; guidance needs it above 0",
             'guidance': "showcase and route metrics: classifier-free guidance scale (1: plain conditional sampling, above 1: closer to the grade)",
-            'best_of': "showcase and route metrics: candidates per route, the grader keeps the likeliest of the grade asked (1: off; needs a grader)",
-            'guidance_sweep': "guidance scales the final report measures grade control at, with a trade-off figure ('': skip it)",
-            'best_of_sweep': "candidates per route the final report's grade control also reranks with the grader, at guidance 1 ('': none)"}
+            'best_of': "showcase and route metrics: candidates per route, of which `rerank` keeps the likeliest of the grade asked (1: off)",
+            'rerank': "who picks best_of's candidate: 'self', the generator's own grade posterior (Bayes over its likelihood; no grader needed), or 'grader', the grade predictor (needs one)",
+            'guidance_sweep': "guidance scales the final report measures grade control at, with a trade-off figure ('': none)",
+            'best_of_sweep': "candidates per route the final report's grade control also reranks with the grader, at guidance 1 (where a grader exists; '': none)",
+            'self_best_of_sweep': "candidates per route the final report's grade control also reranks by the generator's own grade posterior, at guidance 1 ('': none)"}
     data_keys = ('data', 'n_routes', 'angle', 'layout')
     checks = {'d_model': positive_check, 'n_layers': positive_check, 'n_heads': positive_check, 'dim_feedforward': positive_check,
               'max_seq_len': (lambda v: v >= 0, "0 (as long as the board's longest route) or a token count"),
@@ -62,7 +71,9 @@ class ClimbTask(Task):
               'grade_dropout': (lambda v: 0 <= v < 1, 'a share between 0 (off) and 1'), 'guidance': (lambda v: v >= 0, '0 or more (1: plain sampling)'),
               'best_of': (lambda v: v >= 1, 'a positive count of candidates (1: off)'),
               'guidance_sweep': (_is_scales, "guidance scales, 0 or more, separated by spaces ('' for none)"),
-              'best_of_sweep': (lambda v: all(k.isdigit() and int(k) >= 2 for k in str(v).split()), "counts of 2 or more, separated by spaces ('' for none)")}
+              'rerank': (lambda v: v in RERANKS, "'self' (the generator's own grade posterior) or 'grader' (the grade predictor)"),
+              'best_of_sweep': (_is_counts, "counts of 2 or more, separated by spaces ('' for none)"),
+              'self_best_of_sweep': (_is_counts, "counts of 2 or more, separated by spaces ('' for none)")}
 
     def build_data(self, cfg) -> Data:
         if cfg.d_model % cfg.n_heads:
@@ -78,8 +89,9 @@ class ClimbTask(Task):
             check_grader(cfg.grader, cd.board)
         if cfg.guidance != 1 and not cfg.grade_dropout:
             raise ClimbkitError(f"Parameter 'guidance' ({cfg.guidance}) needs 'grade_dropout' above 0: the model learns the null grade it guides with only then.")
-        if cfg.best_of > 1 and cfg.grader == 'none':
-            raise ClimbkitError(f"Parameter 'best_of' ({cfg.best_of}) needs a grader to rank the candidates; 'grader' is 'none'.")
+        if cfg.best_of > 1 and cfg.rerank == 'grader' and cfg.grader == 'none':
+            raise ClimbkitError(f"Parameter 'best_of' ({cfg.best_of}) with rerank='grader' needs a grader to rank the candidates; 'grader' is 'none' "
+                                "(rerank='self' needs none).")
         t = cd.tensors
         tr, va = split_indices(len(t['tokens']), cfg.valid_frac, cfg.seed)
         sub = lambda idx: {k: v[idx] for k, v in t.items()}
@@ -107,9 +119,11 @@ class ClimbTask(Task):
         return {'unigram': b['unigram'], 'bigram': b['bigram']}
 
     def sample(self, model, data=None, grade='7A', n=6, temperature=1.0, top_k=0, seed=None, constrained=True, guidance=1.0,
-               best_of=1, judge=None):
+               best_of=1, judge=None, rerank=None):
+        "`n` routes of `grade`; `best_of` candidates each, reranked by `rerank` as in `sample_routes` (self: with the training grades as prior)."
         return sample_routes(model, grade, n, temperature, top_k, seed, data.info.tokenizer if data else None, constrained,
-                             guidance=guidance, best_of=best_of, score=judge.score if judge else None)
+                             guidance=guidance, best_of=best_of, score=judge.score if judge else None, rerank=rerank,
+                             grade_prior=_grade_prior(data.info) if data else None)
 
     def report(self, model, data, cfg, run_dir=None) -> dict:
         "Route metrics (validity, novelty, diversity, grade accuracy...): see `climbkit.climb_eval.climb_report`."
@@ -121,10 +135,12 @@ class ClimbTask(Task):
         "Routes for the grades `sample_grades` from the trained model, drawn on the board (saved as `figures/samples.png`) and printed."
         board, n = data.info.board, cfg.samples_per_grade
         grades = [g for g in str(cfg.sample_grades).split() if g in board.grades]
-        judge = report_grader(cfg, board)[1] if cfg.best_of > 1 else None
-        if cfg.best_of > 1 and judge is None: print(f'best_of={cfg.best_of} is off in the showcase: no grader for {board.name}')
+        by_grader = cfg.best_of > 1 and cfg.rerank == 'grader'
+        judge = report_grader(cfg, board)[1] if by_grader else None
+        if by_grader and judge is None: print(f"best_of={cfg.best_of} with rerank='grader' is off in the showcase: no grader for {board.name}")
+        best_of = 1 if by_grader and judge is None else cfg.best_of
         by_grade = {g: self.sample(model, data, grade=g, n=n, temperature=cfg.temperature, top_k=cfg.top_k, seed=cfg.seed + i,
-                                   guidance=cfg.guidance, best_of=cfg.best_of if judge else 1, judge=judge)
+                                   guidance=cfg.guidance, best_of=best_of, judge=judge, rerank=cfg.rerank)
                     for i, g in enumerate(grades)}
         routes = [r for rs in by_grade.values() for r in rs]
         if not routes: return {'samples': {}}
@@ -132,3 +148,9 @@ class ClimbTask(Task):
         if run_dir: save_figure(fig, Path(run_dir)/'figures'/'samples.png', dpi=100)
         for r in routes: print(r)
         return {'samples': {g: [str(r) for r in rs] for g, rs in by_grade.items()}}
+
+DECODING_KEYS = ('guidance', 'best_of', 'rerank')
+
+def run_decoding(cfg:dict) -> dict:
+    "The decoding a run was configured with ({guidance, best_of, rerank}); `ClimbTask`'s defaults for what an older run's config lacks."
+    return {k: cfg.get(k, ClimbTask.defaults[k]) for k in DECODING_KEYS}

@@ -49,8 +49,10 @@ def test_train_notebook_reports_route_metrics(tmp_path, runs):
     text = notebook_text(out)
     assert 'unconstrained' in text and '1 (by construction)' in text and 'of valid samples' in text
     assert any(k.startswith('constrained ') for k in m) and 'rule_grade_exact' in c  # grade by grade; the built-in data's true grades
-    gc = res['grade_control']  # guidance 0 and 2, and best-of-4 with the grader; grade by grade too
-    assert list(gc) == ['guidance 0', 'guidance 2', 'guidance 1, best of 4'] and all('rule_grade_exact' in v for v in gc.values())
+    gc = res['grade_control']  # guidance 0 and 2, best-of-4 by the grader, best-of-8 by the generator itself (the default decoding); grade by grade too
+    assert list(gc) == ['guidance 0', 'guidance 2', 'guidance 1, best of 4 (grader)', 'guidance 1, best of 8 (self)']
+    assert gc['guidance 1, best of 8 (self)'] == {'guidance': 1.0, 'best_of': 8, 'rerank': 'self', **c}  # the route metrics' routes, not drawn again
+    assert all('rule_grade_exact' in v and 'grade_exact' in v and v['ms_per_route'] > 0 for v in gc.values())
     assert set(res['grade_control_by_grade']['guidance 2']) == {k.split(' ', 1)[1] for k in m if k.startswith('constrained ')}
     assert (runs/'gen2'/'figures'/'grade_control.png').exists() and 'Grade control' in text
 
@@ -67,13 +69,15 @@ def test_generate_notebook_by_papermill(tmp_path, runs):
     out = tmp_path/'generate.ipynb'
     cmd = [str(Path(sys.executable).parent/'papermill'), str(ROOT/'nbs'/'generate.ipynb'), str(out), '--log-output',
            '-p', 'run', str(runs/'gen'), '-p', 'grade', '7A', '-p', 'n', '6', '-p', 'metric_samples', '3',
-           '-p', 'guidance', '2', '-p', 'best_of', '2', '-p', 'guidance_sweep', '0 2']
+           '-p', 'guidance', '2', '-p', 'best_of', '2', '-p', 'rerank', 'grader', '-p', 'guidance_sweep', '0 2', '-p', 'self_best_of_sweep', '3']
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     text = notebook_text(out)
     assert f'generator: {runs/"gen"}' in text and f'grader: {runs/"grader"}' in text
     assert 'asked for 7A (V6)' in text and 'constrained 7A' in text and 'unconstrained' in text
-    assert 'guidance 2' in text and 'guidance 1, best of 4' in text and 'true grade = grade asked' in text  # grade control
+    assert 'decoding: guidance 2, best of 2 (rerank grader)' in text  # as asked, not the run's own
+    assert 'guidance 2' in text and 'guidance 1, best of 4 (grader)' in text and 'guidance 1, best of 3 (self)' in text  # grade control
+    assert 'true grade = grade asked' in text
     nb = json.loads(out.read_text())
     pngs = sum('image/png' in o.get('data', {}) for c in nb['cells'] for o in c.get('outputs', []))
     assert pngs >= 3  # the route grid, the distribution plot and the grade-control trade-off
@@ -83,6 +87,12 @@ def test_generate_notebook_names_a_wrong_run(tmp_path, runs):
            '-p', 'run', str(runs/'grader')]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode != 0 and "is of task 'climb_grade', expected 'climb'" in p.stderr + p.stdout
+
+def test_generate_notebook_names_a_bad_decoding(tmp_path, runs):
+    for params, needle in (({'rerank': 'judge'}, "Parameter 'rerank' is 'judge'"),
+                           ({'best_of': 4, 'rerank': 'grader', 'grader': 'none'}, "Parameter 'best_of' (4) with rerank='grader' needs a grader")):
+        p = papermill(tmp_path/'x.ipynb', {'run': runs/'gen', 'n': 2, **params}, check=False, notebook='generate.ipynb')
+        assert p.returncode != 0 and needle in p.stderr + p.stdout
 
 def test_panel_headless(runs):
     panel = GenerationPanel(runs, run=f"{runs/'gen'}/")  # spelled with a trailing slash
@@ -121,22 +131,6 @@ def test_grader_of_another_board_is_refused(runs, tmp_path):
     raises(evaluate_generator, gen, ['7A'], 2, grader=load_grader(tmp_path/'r'/'og'), match='cannot grade these routes')
     raises(load_generator, tmp_path/'r'/'og', match="is of task 'climb_grade'")
     raises(load_grader, tmp_path/'nowhere', match='is not a run folder')
-
-def test_kilter_database_end_to_end(tmp_path):
-    "A Kilter-style sqlite database: grader and generator train on it, the generator's routes use its holds and feet."
-    from climbkit.aurora import make_aurora_test_db
-    db = make_aurora_test_db(tmp_path/'kilter.sqlite', n_climbs=400)
-    runs = tmp_path/'runs'
-    _, g = start_run(task='climb_grade', data=str(db), epochs=2, hidden=32, threads=1, out_dir=runs, name='kg'); g.fit()
-    out = tmp_path/'k.ipynb'
-    papermill(out, {**TINY, 'data': db, 'sample_grades': '6A 7A', 'out_dir': runs, 'name': 'kilter'})
-    res = json.loads((runs/'kilter'/'results.json').read_text())
-    assert res['grader'] == str(runs/'kg') and res['route_metrics']['constrained']['validity'] == 1.0
-    gen = load_generator(runs/'kilter')
-    assert gen.board.feet and gen.board.name.startswith('Kilter') and len(gen.tokenizer) > 49
-    routes = gen.sample('6A', 6, seed=0)
-    assert all(not gen.board.problems(r) for r in routes) and all(h.startswith('p') for r in routes for h in r.holds)
-    assert 'built-in' not in notebook_text(out)
 
 def test_named_grader_is_checked_before_training(tmp_path, runs):
     p = papermill(tmp_path/'g.ipynb', {**TINY, 'grader': tmp_path/'gradr', 'out_dir': tmp_path/'r'}, check=False)
