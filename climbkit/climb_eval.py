@@ -61,10 +61,9 @@ class Generator:
         if guidance != 1 and not self.guided:
             raise ClimbkitError(f"Parameter 'guidance' ({guidance}) needs a generator trained with grade_dropout above 0; "
                                 f"run {self.run_dir} was trained with grade_dropout={self.cfg.get('grade_dropout', 0)} (1 samples it as it is).")
-        rerank = rerank or ('grader' if judge is not None else 'self')
         return sample_routes(self.model, grade, n, temperature, top_k, seed, self.tokenizer, constrained, guidance=guidance,
                              best_of=best_of, score=judge.score if judge else None, rerank=rerank,
-                             grade_prior=self.grade_prior() if best_of > 1 and rerank == 'self' else None)
+                             grade_prior=self.grade_prior() if best_of > 1 else None)
 
 def load_generator(run_dir, checkpoint:str='best.pt') -> Generator:
     "A checkpoint (default: the best) of a `climb` run, ready to sample."
