@@ -142,14 +142,15 @@ results-grader: setup
 	  awk -F'|' -v n=$(words $(GRADE_SEEDS)) '{for(i=1;i<=NF;i++) for(j=1;j<=n;j++) printf "%s%s", (i>1||j>1)?"|":"", $$i}'))
 
 ## results-routes: route metrics of the generator, with a grade predictor trained first on the same data: the built-in data as
-## `make train` trains, and MoonBoard 2016 for ROUTES_MB_EPOCHS epochs; each with its grade control (guidance 0-3, best of 4 and 16);
+## `make train` trains, and MoonBoard 2016 for ROUTES_MB_EPOCHS epochs; each with its grade control (guidance 0-3 from the top-p nucleus and
+## plain sampling from the whole distribution, best of 4 and 16 by the grader, best of 4, 8 and 16 by the generator itself);
 ## one thread, so that another result can run beside it (about an hour)
 ROUTES_MB_EPOCHS ?= 5
 results-routes: setup
 	$(call train_run,routes-grader-builtin,-p task climb_grade -p threads 1)
-	$(call train_run,routes-builtin,-p grader runs/res-routes-grader-builtin-$(STAMP) -p threads 1 -p best_of_sweep '4 16')
+	$(call train_run,routes-builtin,-p grader runs/res-routes-grader-builtin-$(STAMP) -p threads 1 -p best_of_sweep '4 16' -p self_best_of_sweep '4 8 16')
 	$(call train_run,routes-grader-mb,-p task climb_grade -p data $(SHARED_DATA)/moonboard2016.json -p threads 1)
-	$(call train_run,routes-mb,-p data $(SHARED_DATA)/moonboard2016.json -p epochs $(ROUTES_MB_EPOCHS) -p grader runs/res-routes-grader-mb-$(STAMP) -p threads 1 -p best_of_sweep '4 16')
+	$(call train_run,routes-mb,-p data $(SHARED_DATA)/moonboard2016.json -p epochs $(ROUTES_MB_EPOCHS) -p grader runs/res-routes-grader-mb-$(STAMP) -p threads 1 -p best_of_sweep '4 16' -p self_best_of_sweep '4 8 16')
 	$(call collect,routes,routes-builtin routes-mb,built-in$(,) `make train`|MoonBoard 2016$(,) $(ROUTES_MB_EPOCHS) epochs)
 
 ## results-sweep: the flagship's sweep (`make sweep`'s settings), then the same trials again without pruning (same parameters, same order):

@@ -23,7 +23,8 @@ __all__ = ['COLUMNS', 'N_ROWS', 'FONT_GRADES', 'V_SCALE', 'GRADES', 'MAX_START',
            'Board', 'moonboard', 'Route', 'RouteTokenizer', 'draw_route', 'draw_routes', 'builtin_board',
            'builtin_moonboard', 'route_difficulty', 'generate_routes', 'builtin_grade_cuts', 'computed_grade',
            'route_from_record', 'LoadReport', 'load_route_file', 'causal_attention', 'Block', 'RouteTransformer',
-           'Samples', 'route_log_likelihoods', 'grade_posterior', 'self_judge', 'sample_routes']
+           'Samples', 'nucleus', 'largest_gap', 'grade_reach', 'route_log_likelihoods', 'grade_posterior', 'self_judge',
+           'sample_routes']
 
 # %% ../nbs/10_climb.ipynb #5fcb41cf
 COLUMNS = 'ABCDEFGHIJK'
@@ -525,7 +526,8 @@ class Samples(list):
 
 RERANKS = ('self', 'grader')
 
-def _check_sampling(tok:RouteTokenizer, grade, n, temperature, top_k, retries, guidance=1.0, best_of=1, score=None, rerank='self'):
+def _check_sampling(tok:RouteTokenizer, grade, n, temperature, top_k, retries, guidance=1.0, best_of=1, score=None, rerank='self', top_p=1.0):
+    if not 0 < top_p <= 1: raise ClimbkitError(f"Parameter 'top_p' must be above 0 and at most 1 (1: the whole distribution), got {top_p}.")
     if guidance < 0: raise ClimbkitError(f"Parameter 'guidance' must be 0 or more (1: plain conditional sampling), got {guidance}.")
     if best_of < 1: raise ClimbkitError(f"Parameter 'best_of' must be a positive count of candidates per route, got {best_of}.")
     if rerank not in RERANKS: raise ClimbkitError(f"Parameter 'rerank' is {rerank!r}; expected 'self' (the generator's own grade posterior) or 'grader'.")
@@ -553,7 +555,14 @@ def _next_logits_fn(model, any_grade:int, guidance:float):
         return uncond + guidance * (cond - uncond)
     return next_logits
 
-def _draw(model, tok:RouteTokenizer, grade, n, temperature, top_k, gen, constrained, guidance=1.0) -> list[list[int]]:
+def nucleus(logits:torch.Tensor, top_p:float) -> torch.Tensor:
+    "`logits` with every token outside the nucleus masked: the smallest set of likeliest tokens whose probability reaches `top_p` (Holtzman et al. 2020)."
+    if top_p >= 1: return logits
+    p, order = logits.softmax(-1).sort(-1, descending=True)
+    outside = (p.cumsum(-1) - p) >= top_p  # the likeliest token always stays
+    return logits.masked_fill(outside.scatter(-1, order, outside), float('-inf'))
+
+def _draw(model, tok:RouteTokenizer, grade, n, temperature, top_k, gen, constrained, guidance=1.0, top_p=1.0) -> list[list[int]]:
     "`n` token sequences from `<bos> grade`, each until `<eos>` or the length limit of `tok` and `model`."
     seqs, done = torch.tensor([[tok.bos, tok.grade_id(grade)]] * n), torch.zeros(n, dtype=torch.bool)
     next_logits = _next_logits_fn(model, tok.any_grade, guidance)
@@ -561,6 +570,7 @@ def _draw(model, tok:RouteTokenizer, grade, n, temperature, top_k, gen, constrai
         logits = next_logits(seqs) / temperature
         if constrained: logits = logits.masked_fill(~torch.stack([tok.allowed_next(s.tolist()) for s in seqs]), float('-inf'))
         if top_k: logits = logits.masked_fill(logits < logits.topk(min(top_k, logits.shape[1]), -1).values[:, -1:], float('-inf'))
+        logits = nucleus(logits, top_p)
         nxt = torch.multinomial(logits.softmax(-1), 1, generator=gen).squeeze(1)
         nxt[done] = tok.pad
         seqs, done = torch.cat([seqs, nxt[:, None]], 1), done | (nxt == tok.eos)
@@ -588,11 +598,25 @@ def _draw_routes(draw, tok:RouteTokenizer, n:int, constrained:bool, retries:int)
         todo = [i for i in todo if out[i] is None]
     return Samples(out, retried)
 
-def _best_of(cands:Samples, k:int, grade:str, score) -> Samples:
-    "Of each `k` consecutive candidates, the one `score(routes, grade)` rates highest (any route before None)."
+def largest_gap(r:Route, board:Board) -> float:
+    "The longest move between consecutive hand holds, bottom to top, in board units."
+    pts = sorted((board.holds[h][1], board.holds[h][0]) for h in r.hand_holds)
+    return max((math.hypot(y2 - y1, x2 - x1) for (y1, x1), (y2, x2) in zip(pts, pts[1:])), default=0.0)
+
+def grade_reach(routes:Sequence[Route], board:Board, q:float=0.99) -> dict:
+    "{grade: the `q` quantile of its real routes' largest gap}: the reach a plausible route of that grade stays within (all routes' for a grade with none)."
+    gaps = {}
+    for r in routes: gaps.setdefault(r.grade, []).append(largest_gap(r, board))
+    every = [v for vs in gaps.values() for v in vs]
+    return {g: float(np.quantile(gaps.get(g) or every, q)) for g in board.grades} if every else {}
+
+def _best_of(cands:Samples, k:int, grade:str, score, reach:float|None=None, board:Board|None=None) -> Samples:
+    """Of each `k` consecutive candidates, the one `score(routes, grade)` rates highest (any route before None); with `reach`,
+    a candidate whose largest gap is beyond it is kept only if none of its group is within."""
     routes = [r for r in cands if r is not None]
     rated = dict(zip(map(id, routes), score(routes, grade) if routes else []))
-    pick = lambda grp: max(grp, key=lambda r: -math.inf if r is None else float(rated[id(r)]))
+    within = (lambda r: True) if reach is None else (lambda r: largest_gap(r, board) <= reach)
+    pick = lambda grp: max(grp, key=lambda r: (-1, -math.inf) if r is None else (int(within(r)), float(rated[id(r)])))
     return Samples([pick(cands[i:i + k]) for i in range(0, len(cands), k)], cands.retried)
 
 @torch.no_grad()
@@ -632,19 +656,23 @@ def self_judge(model:nn.Module, tok:RouteTokenizer, prior=None):
 @torch.no_grad()
 def sample_routes(model:nn.Module, grade:str, n:int=6, temperature:float=1.0, top_k:int=0, seed:int|None=None,
                   tok:RouteTokenizer|None=None, constrained:bool=True, retries:int=3, guidance:float=1.0,
-                  best_of:int=1, score=None, rerank:str|None=None, grade_prior=None) -> Samples:
+                  best_of:int=1, score=None, rerank:str|None=None, grade_prior=None, top_p:float=1.0, reach=None) -> Samples:
     """Sample `n` routes of `grade` from `model` (None: no route); a constrained draw that ends in none is redrawn up to
     `retries` times. `guidance`: classifier-free guidance (1: plain conditional sampling; the model must have learned the
     null grade). `best_of`: draw that many candidates per route and keep the one most likely of `grade`, by `rerank`:
     'self', the generator's own grade posterior (with `grade_prior`, the training grades' counts), or 'grader', the judge
-    `score(routes, grade)` (higher: more likely); None: 'grader' when a `score` is given, else 'self'."""
+    `score(routes, grade)` (higher: more likely); None: 'grader' when a `score` is given, else 'self'. `top_p`: draw each
+    token from the nucleus (1: the whole distribution). `reach` ({grade: board units}, e.g. `grade_reach` of the training
+    routes): best-of keeps a candidate beyond its grade's reach only where none of its group is within."""
     tok = tok or RouteTokenizer()
     rerank = rerank or ('grader' if score is not None else 'self')
-    _check_sampling(tok, grade, n, temperature, top_k, retries, guidance, best_of, score, rerank)
-    draw = lambda k, attempt: _draw(model, tok, grade, k, temperature, top_k, _generator(seed, attempt), constrained, guidance)
+    _check_sampling(tok, grade, n, temperature, top_k, retries, guidance, best_of, score, rerank, top_p)
+    draw = lambda k, attempt: _draw(model, tok, grade, k, temperature, top_k, _generator(seed, attempt), constrained, guidance, top_p)
     was_training = model.training; model.eval()
     try:
         out = _draw_routes(draw, tok, n * best_of, constrained, retries)
-        if best_of > 1: out = _best_of(out, best_of, grade, score if rerank == 'grader' else self_judge(model, tok, grade_prior))
+        if best_of > 1:
+            out = _best_of(out, best_of, grade, score if rerank == 'grader' else self_judge(model, tok, grade_prior),
+                           reach.get(parse_grade(grade, tok.board.grades)) if reach else None, tok.board)
     finally: model.train(was_training)
     return out

@@ -17,16 +17,17 @@ from .core import ClimbkitError, save_figure
 from .data import split_indices
 from .run import restore_model
 from .metrics import novelty, uniqueness, jaccard_diversity, js_divergence, ordinal_agreement
-from .climb import Board, Route, RouteTokenizer, RouteTransformer, ROUTE_MODEL_KEYS, sample_routes, parse_grade, computed_grade, RERANKS
+from .climb import (Board, Route, RouteTokenizer, RouteTransformer, ROUTE_MODEL_KEYS, sample_routes, parse_grade, computed_grade, RERANKS,
+                    largest_gap, grade_reach)
 from .climb_data import ClimbData, load_climb_run
 from .climb_grader import Grader, find_grader, check_grader
 
 # %% auto #0
 __all__ = ['NO_GRADE_MEASURE', 'METRIC_NAMES', 'METRIC_GROUPS', 'METRICS_NOTE', 'GRADE_CONTROL_NOTE', 'Generator',
-           'load_generator', 'hold_set', 'largest_gap', 'reach_of', 'route_metrics', 'rule_grades',
-           'real_grade_reference', 'evaluate_generator', 'plot_distribution_match', 'grade_control', 'decoding_label',
-           'accuracy_keys', 'plot_grade_control', 'metrics_table', 'report_grader', 'grader_line', 'climb_report',
-           'sweep_settings', 'grade_control_report']
+           'load_generator', 'hold_set', 'reach_of', 'route_metrics', 'rule_grades', 'real_grade_reference',
+           'evaluate_generator', 'plot_distribution_match', 'grade_control', 'decoding_label', 'accuracy_keys',
+           'plot_grade_control', 'metrics_table', 'report_grader', 'grader_line', 'climb_report', 'sweep_settings',
+           'grade_control_report']
 
 # %% ../nbs/14_climb_eval.ipynb #14618a88
 @dataclass
@@ -37,6 +38,7 @@ class Generator:
     run_dir: Path
     cfg: dict
     _train: tuple|None = field(default=None, init=False, repr=False, compare=False)
+    _reach: tuple|None = field(default=None, init=False, repr=False, compare=False)
     @property
     def board(self) -> Board: return self.data.board
     @property
@@ -52,18 +54,26 @@ class Generator:
     def grade_prior(self) -> list[int]:
         "Training routes per board grade: the prior p(grade) of self-reranking (`rerank='self'`)."
         return torch.bincount(self.data.tensors['grades'][self.train_idx()], minlength=len(self.board.grades)).tolist()
+    def grade_reach(self) -> dict:
+        "{grade: the 99% quantile of its training routes' largest move}: best-of prefers candidates within their grade's reach."
+        routes = self.train_routes()
+        if self._reach is None or self._reach[0] is not routes: self._reach = (routes, grade_reach(routes, self.board))
+        return self._reach[1]
     @property
     def guided(self) -> bool: return self.cfg.get('grade_dropout', 0) > 0
-    def sample(self, grade, n=6, temperature=1.0, top_k=0, seed=None, constrained=True, guidance=1.0, best_of=1, judge=None, rerank=None):
+    def sample(self, grade, n=6, temperature=1.0, top_k=0, seed=None, constrained=True, guidance=1.0, best_of=1, judge=None, rerank=None,
+               top_p=1.0):
         """`n` routes of `grade`; `guidance` needs a run trained with `grade_dropout`. `best_of` candidates per route, the one
         most likely of `grade` kept by `rerank`: 'self' (the generator's own grade posterior, no grader needed) or 'grader'
-        (`judge`, a `Grader` on the same board); None: 'grader' when a judge is given, else 'self'."""
+        (`judge`, a `Grader` on the same board); None: 'grader' when a judge is given, else 'self'. Candidates within their
+        grade's reach come first (`grade_reach`). `top_p`: each token from the nucleus (1: the whole distribution)."""
         if guidance != 1 and not self.guided:
             raise ClimbkitError(f"Parameter 'guidance' ({guidance}) needs a generator trained with grade_dropout above 0; "
                                 f"run {self.run_dir} was trained with grade_dropout={self.cfg.get('grade_dropout', 0)} (1 samples it as it is).")
         return sample_routes(self.model, grade, n, temperature, top_k, seed, self.tokenizer, constrained, guidance=guidance,
                              best_of=best_of, score=judge.score if judge else None, rerank=rerank,
-                             grade_prior=self.grade_prior() if best_of > 1 else None)
+                             grade_prior=self.grade_prior() if best_of > 1 else None, top_p=top_p,
+                             reach=self.grade_reach() if best_of > 1 else None)
 
 def load_generator(run_dir, checkpoint:str='best.pt') -> Generator:
     "A checkpoint (default: the best) of a `climb` run, ready to sample."
@@ -76,10 +86,6 @@ def load_generator(run_dir, checkpoint:str='best.pt') -> Generator:
 # %% ../nbs/14_climb_eval.ipynb #f03dcb66
 def hold_set(r:Route) -> frozenset: return frozenset(r.holds)
 
-def largest_gap(r:Route, board:Board) -> float:
-    "The longest move between consecutive hand holds, bottom to top, in board units."
-    pts = sorted((board.holds[h][1], board.holds[h][0]) for h in r.hand_holds)
-    return max((math.hypot(y2 - y1, x2 - x1) for (y1, x1), (y2, x2) in zip(pts, pts[1:])), default=0.0)
 
 def reach_of(routes:Sequence[Route], board:Board, q:float=0.99) -> float:
     "The `q` quantile of real routes' largest gap: the reach a plausible route stays within."
@@ -183,7 +189,7 @@ def _timed_samples(gen:Generator, grades, n, seed, **kw) -> tuple[dict, dict]:
 
 def evaluate_generator(gen:Generator, grades:Sequence[str]|None=None, n:int=32, temperature:float=1.0, top_k:int=0,
                        seed:int=0, grader:Grader|None=None, per_grade:bool=False, min_routes:int=10, guidance:float=1.0,
-                       best_of:int=1, decodings=('constrained', 'unconstrained'), rerank:str='self') -> tuple[dict, dict]:
+                       best_of:int=1, decodings=('constrained', 'unconstrained'), rerank:str='self', top_p:float=1.0) -> tuple[dict, dict]:
     """({decoding: metrics} (and {decoding/grade: metrics} if `per_grade`), {decoding: samples}); `guidance`, `best_of` and
     `rerank` as in `Generator.sample`. `grader` judges the routes; with rerank='grader' it also chose them (so its verdict
     on those is not independent: the true grade's is), with 'self' the generator chose them and the grader judges independently.
@@ -201,7 +207,7 @@ def evaluate_generator(gen:Generator, grades:Sequence[str]|None=None, n:int=32, 
     for key in decodings:
         constrained = key == 'constrained'
         by_grade, secs = _timed_samples(gen, grades, n, seed, temperature=temperature, top_k=top_k, constrained=constrained,
-                                        guidance=guidance, best_of=best_of, judge=judge, rerank=rerank)
+                                        guidance=guidance, best_of=best_of, judge=judge, rerank=rerank, top_p=top_p)
         metrics = lambda gs: {**route_metrics([s for g in gs for s in by_grade[g]], [g for g in gs for _ in range(n)], gen.board,
                                               train, reach, grader, sum(by_grade[g].retried for g in gs) if constrained else None, rule, sets),
                               'ms_per_route': 1000 * sum(secs[g] for g in gs) / (n * len(gs))}
@@ -237,28 +243,31 @@ def plot_distribution_match(samples:Sequence[Route], real:Sequence[Route], board
 def _counts(ks) -> list[int]: return [ks] if isinstance(ks, int) else [int(k) for k in ks]
 
 def grade_control(gen:Generator, guidances=(0, 1, 1.5, 2, 3), best_of=(4,), grader:Grader|None=None, n:int=32, seed:int=0,
-                  grades:Sequence[str]|None=None, temperature:float=1.0, self_best_of=(8,), measured:dict|None=None) -> tuple[dict, dict]:
+                  grades:Sequence[str]|None=None, temperature:float=1.0, self_best_of=(8,), measured:dict|None=None,
+                  top_p:float=1.0) -> tuple[dict, dict]:
     """Constrained route metrics at each guidance scale, and at guidance 1 with best-of-k reranking for each k in `best_of`
-    by `grader` (if given) and for each k in `self_best_of` by the generator's own grade posterior (no grader needed):
-    ({setting: metrics with 'guidance', 'best_of', 'rerank' and 'ms_per_route'}, {setting: {grade: metrics}}).
+    by `grader` (if given) and for each k in `self_best_of` by the generator's own grade posterior (no grader needed), all
+    drawn from the `top_p` nucleus; with `top_p` below 1, also plain sampling from the whole distribution, to compare:
+    ({setting: metrics with 'guidance', 'best_of', 'rerank', 'top_p' and 'ms_per_route'}, {setting: {grade: metrics}}).
     `measured`: {setting: (metrics, {grade: metrics})} already measured with the same samples and seed (the report's route metrics), not drawn again."""
     if not gen.guided and any(float(w) != 1 for w in guidances):
         raise ClimbkitError(f"Run {gen.run_dir} was trained with grade_dropout=0: it has no null grade to guide with (guidance 1 only).")
-    settings = ([(float(w), 1, None) for w in guidances] + [(1.0, k, 'grader') for k in _counts(best_of) if k > 1 and grader is not None]
-                + [(1.0, k, 'self') for k in _counts(self_best_of) if k > 1])
+    settings = ([(1.0, 1, None, 1.0)] if top_p < 1 else []) + [(float(w), 1, None, top_p) for w in guidances]
+    settings += ([(1.0, k, 'grader', top_p) for k in _counts(best_of) if k > 1 and grader is not None]
+                 + [(1.0, k, 'self', top_p) for k in _counts(self_best_of) if k > 1])
     rows, by_grade = {}, {}
-    for w, k, rerank in settings:
-        label = decoding_label(w, k, rerank)
+    for w, k, rerank, p in settings:
+        label = decoding_label(w, k, rerank, p)
         if label in (measured or {}): rows[label], by_grade[label] = measured[label]; continue
         r, _ = evaluate_generator(gen, grades, n, temperature, 0, seed, grader, per_grade=True, guidance=w, best_of=k,
-                                  decodings=('constrained',), rerank=rerank or 'self')
-        rows[label] = {'guidance': w, 'best_of': k, 'rerank': rerank, **r['constrained']}
+                                  decodings=('constrained',), rerank=rerank or 'self', top_p=p)
+        rows[label] = {'guidance': w, 'best_of': k, 'rerank': rerank, 'top_p': p, **r['constrained']}
         by_grade[label] = {key.split(' ', 1)[1]: m for key, m in r.items() if key.startswith('constrained ')}
     return rows, by_grade
 
-def decoding_label(guidance:float, best_of:int, rerank:str|None) -> str:
-    "A decoding's name in tables: 'guidance 1', 'guidance 1, best of 8 (self)'."
-    return f'guidance {guidance:g}' + (f', best of {best_of} ({rerank})' if best_of > 1 else '')
+def decoding_label(guidance:float, best_of:int, rerank:str|None, top_p:float=1.0) -> str:
+    "A decoding's name in tables: 'guidance 1', 'guidance 1, top-p 0.8', 'guidance 1, top-p 0.8, best of 8 (self)'."
+    return f'guidance {guidance:g}' + (f', top-p {top_p:g}' if top_p < 1 else '') + (f', best of {best_of} ({rerank})' if best_of > 1 else '')
 
 def accuracy_keys(m:dict) -> tuple[list, str|None]:
     "The grade-accuracy columns a row has (the true grade's first), and the real routes' reference to reach; none without a grader or a rule."
@@ -271,9 +280,13 @@ _RERANK_MARKERS = {'grader': '*', 'self': 'D'}
 _RERANK_WHO = {'grader': 'by the grader', 'self': 'by the generator itself'}
 
 def _plot_series(ax, rows:dict, key:str, label:str, c:str):
-    "One measure: a line over the guidance scales (plain sampling), a marker per best-of setting (star: grader, diamond: self; larger: more candidates)."
-    plain = sorted((m for m in rows.values() if m['best_of'] == 1), key=lambda m: m['guidance'])
+    """One measure: a line over the guidance scales (plain sampling), a marker per best-of setting (star: grader, diamond: self;
+    larger: more candidates), a cross for plain sampling from the whole distribution where the rest draw from a nucleus."""
+    p = min(m.get('top_p', 1.0) for m in rows.values())
+    plain = sorted((m for m in rows.values() if m['best_of'] == 1 and m.get('top_p', 1.0) == p), key=lambda m: m['guidance'])
     ax.plot([m['guidance'] for m in plain], [m.get(key, np.nan) for m in plain], 'o-', c=c, label=label)
+    for m in rows.values():
+        if m['best_of'] == 1 and m.get('top_p', 1.0) != p: ax.plot([m['guidance']], [m.get(key, np.nan)], 'x', ms=8, c=c, alpha=0.8)
     for m in rows.values():
         if m['best_of'] > 1:
             ax.plot([m['guidance']], [m.get(key, np.nan)], _RERANK_MARKERS[m.get('rerank') or 'grader'], ms=5 + 2 * m['best_of'] ** 0.5, c=c, alpha=0.8)
@@ -283,6 +296,8 @@ def _marker_legend(ax, rows:dict):
     for rerank, marker in _RERANK_MARKERS.items():
         ks = [str(m['best_of']) for m in rows.values() if m['best_of'] > 1 and (m.get('rerank') or 'grader') == rerank]
         if ks: ax.plot([], [], marker, c='gray', ls='', label=f"best of {', '.join(ks)} {_RERANK_WHO[rerank]}, at guidance 1")
+    if any(m['best_of'] == 1 and m.get('top_p', 1.0) == 1 for m in rows.values()) and any(m.get('top_p', 1.0) < 1 for m in rows.values()):
+        ax.plot([], [], 'x', c='gray', ls='', label='whole distribution (top-p 1), guidance 1')
 
 def plot_grade_control(rows:dict, title:str=''):
     "Grade accuracy (left; where a grader or the true grade measures it) and novelty, diversity, plausibility (right) against the guidance scale; best-of reranking as markers."
@@ -353,12 +368,12 @@ def grader_line(path, gen:Generator) -> str:
             else 'no grade accuracy for these routes')
     return f'grader: {why}: {what}, and best-of reranks only by the generator itself (train one: -p task climb_grade)'
 
-def _report_decoding(cfg, grader) -> tuple[float, int, str]:
-    "The run's decoding (guidance, best_of, rerank) for the route metrics; best-of by a grader that is not there is turned off, saying so."
+def _report_decoding(cfg, grader) -> tuple[float, int, str, float]:
+    "The run's decoding (guidance, best_of, rerank, top_p) for the route metrics; best-of by a grader that is not there is turned off, saying so."
     guidance, best_of, rerank = cfg.get('guidance', 1.0), cfg.get('best_of', 1), cfg.get('rerank', 'self')
     if best_of > 1 and rerank == 'grader' and grader is None:
         print(f"best_of={best_of} with rerank='grader' is off in the route metrics: no grader (rerank='self' needs none)"); best_of = 1
-    return guidance, best_of, rerank
+    return guidance, best_of, rerank, cfg.get('top_p', 1.0)
 
 def climb_report(model, data, cfg, run_dir=None) -> dict:
     "Route metrics of a freshly trained generator, and its grade control as guidance grows: printed, plotted, and returned for results.json."
@@ -366,19 +381,20 @@ def climb_report(model, data, cfg, run_dir=None) -> dict:
     gen = Generator(model, data.info.climb_data, Path(run_dir) if run_dir else None, dict(cfg))
     path, grader = report_grader(cfg, gen.board)
     print(grader_line(path, gen))
-    n, seed, (guidance, best_of, rerank) = cfg.get('metric_samples', 32), cfg.get('seed', 0), _report_decoding(cfg, grader)
-    try: rows, samples = evaluate_generator(gen, n=n, seed=seed, grader=grader, per_grade=True, guidance=guidance, best_of=best_of, rerank=rerank)
+    n, seed, (guidance, best_of, rerank, top_p) = cfg.get('metric_samples', 32), cfg.get('seed', 0), _report_decoding(cfg, grader)
+    try: rows, samples = evaluate_generator(gen, n=n, seed=seed, grader=grader, per_grade=True, guidance=guidance, best_of=best_of, rerank=rerank,
+                                            top_p=top_p)
     except ClimbkitError as e:  # e.g. too few routes per grade: the run itself is fine, so say so and go on
         print(f'No route metrics: {e}'); return {'route_metrics': None, 'grader': str(path) if path else None}
-    print(f"{n} samples per grade at temperature 1, guidance {guidance:g}, best of {best_of}" + (f' ({rerank})' if best_of > 1 else '')
-          + f"; reach limit {rows['reach']:.2f} board units")
+    label = decoding_label(guidance, best_of, rerank if best_of > 1 else None, top_p)
+    print(f"{n} samples per grade at temperature 1, {label}; reach limit {rows['reach']:.2f} board units")
     display(metrics_table(rows).round(3))
     print(METRICS_NOTE)
     flat = [s for ss in samples['constrained'].values() for s in ss]
     fig = plot_distribution_match(flat, gen.train_routes(), gen.board, 'generated (constrained)')
     if run_dir: save_figure(fig, Path(run_dir)/'figures'/'distribution.png')
-    measured = {decoding_label(guidance, best_of, rerank if best_of > 1 else None):  # the grade control reuses this decoding's routes
-                ({'guidance': guidance, 'best_of': best_of, 'rerank': rerank if best_of > 1 else None, **rows['constrained']},
+    measured = {label:  # the grade control reuses this decoding's routes
+                ({'guidance': guidance, 'best_of': best_of, 'rerank': rerank if best_of > 1 else None, 'top_p': top_p, **rows['constrained']},
                  {k.split(' ', 1)[1]: m for k, m in rows.items() if k.startswith('constrained ')})}
     return {'route_metrics': rows, 'grader': str(path) if path else None, **grade_control_report(gen, cfg, grader, run_dir, measured)}
 
@@ -403,9 +419,11 @@ def grade_control_report(gen:Generator, cfg, grader:Grader|None, run_dir=None, m
     from IPython.display import display
     scales, ks, self_ks = sweep_settings(gen, cfg, grader)
     if not (scales or ks or self_ks): return {}
+    top_p = cfg.get('top_p', 1.0)
     rows, by_grade = grade_control(gen, scales, ks, grader, cfg.get('metric_samples', 32), cfg.get('seed', 0), self_best_of=self_ks,
-                                   measured=measured)
-    print('Grade control: constrained routes as the guidance scale grows, and with best-of-k reranking at guidance 1')
+                                   measured=measured, top_p=top_p)
+    print('Grade control: constrained routes as the guidance scale grows, and with best-of-k reranking at guidance 1'
+          + (f', each token from the top-p {top_p:g} nucleus (and, to compare, plain sampling from the whole distribution)' if top_p < 1 else ''))
     if not accuracy_keys(next(iter(rows.values())))[0]: print(NO_GRADE_MEASURE)
     display(metrics_table(rows).round(3))
     print(GRADE_CONTROL_NOTE)

@@ -14,7 +14,7 @@ from .core import ClimbkitError, save_figure, positive_check
 from .data import Data, TensorLoader, split_indices
 from .task import Task, register_task
 from .metrics import ngram_baselines
-from .climb import RouteTokenizer, RouteTransformer, ROUTE_MODEL_KEYS, RERANKS, sample_routes, draw_routes
+from .climb import RouteTokenizer, RouteTransformer, ROUTE_MODEL_KEYS, RERANKS, sample_routes, draw_routes, grade_reach
 from .climb_data import climb_tensors, RouteSplit
 from .climb_grader import check_grader
 from .climb_eval import climb_report, report_grader
@@ -33,6 +33,10 @@ def _grade_prior(info:RouteSplit) -> list[int]:
     "Training routes per board grade: the prior p(grade) of self-reranking."
     return torch.bincount(info.tensors['grades'][info.train_idx], minlength=len(info.board.grades)).tolist()
 
+def _grade_reach(info:RouteSplit) -> dict:
+    "Each grade's reach in the training routes (`climb.grade_reach`): best-of prefers candidates within it."
+    return grade_reach(info.climb_data.routes(info.train_idx.tolist()), info.board)
+
 def _is_scales(v) -> bool:
     try: return all(float(w) >= 0 for w in str(v).split())
     except ValueError: return False
@@ -44,7 +48,7 @@ class ClimbTask(Task):
     defaults = dict(data='builtin', n_routes=11000, angle=40, layout=0, d_model=256, n_layers=4, n_heads=8, dim_feedforward=768,
                     max_seq_len=0, dropout=0.1, epochs=10, batch_size=64, lr=2e-3, warmup_steps=100, weight_decay=0.1,
                     metric_samples=32, grader='auto', sample_grades='6B+ 7A 7B+ 8A', samples_per_grade=4, temperature=0.8, top_k=0,
-                    grade_dropout=0.1, guidance=1.0, best_of=8, rerank='self', guidance_sweep='0 1 1.5 2 3', best_of_sweep='4',
+                    grade_dropout=0.1, guidance=1.0, best_of=8, rerank='self', top_p=0.8, guidance_sweep='0 1 1.5 2 3', best_of_sweep='4',
                     self_best_of_sweep='8')
     model_keys = ROUTE_MODEL_KEYS
     help = {'n_routes': "data='builtin': how many routes to generate", 'angle': "Kilter/Tension: the wall angle whose grades to use",
@@ -58,6 +62,7 @@ class ClimbTask(Task):
             'guidance': "showcase and route metrics: classifier-free guidance scale (1: plain conditional sampling, above 1: closer to the grade)",
             'best_of': "showcase and route metrics: candidates per route, of which `rerank` keeps the likeliest of the grade asked (1: off)",
             'rerank': "who picks best_of's candidate: 'self', the generator's own grade posterior (Bayes over its likelihood; no grader needed), or 'grader', the grade predictor (needs one)",
+            'top_p': "showcase and route metrics: each token from the nucleus, the likeliest tokens whose probability reaches top_p (1: the whole distribution)",
             'guidance_sweep': "guidance scales the final report measures grade control at, with a trade-off figure ('': none)",
             'best_of_sweep': "candidates per route the final report's grade control also reranks with the grader, at guidance 1 (where a grader exists; '': none)",
             'self_best_of_sweep': "candidates per route the final report's grade control also reranks by the generator's own grade posterior, at guidance 1 ('': none)"}
@@ -72,6 +77,7 @@ class ClimbTask(Task):
               'best_of': (lambda v: v >= 1, 'a positive count of candidates (1: off)'),
               'guidance_sweep': (_is_scales, "guidance scales, 0 or more, separated by spaces ('' for none)"),
               'rerank': (lambda v: v in RERANKS, "'self' (the generator's own grade posterior) or 'grader' (the grade predictor)"),
+              'top_p': (lambda v: 0 < v <= 1, 'above 0 and at most 1 (1: the whole distribution)'),
               'best_of_sweep': (_is_counts, "counts of 2 or more, separated by spaces ('' for none)"),
               'self_best_of_sweep': (_is_counts, "counts of 2 or more, separated by spaces ('' for none)")}
 
@@ -119,11 +125,14 @@ class ClimbTask(Task):
         return {'unigram': b['unigram'], 'bigram': b['bigram']}
 
     def sample(self, model, data=None, grade='7A', n=6, temperature=1.0, top_k=0, seed=None, constrained=True, guidance=1.0,
-               best_of=1, judge=None, rerank=None):
-        "`n` routes of `grade`; `best_of` candidates each, reranked by `rerank` as in `sample_routes` (self: with the training grades as prior)."
-        return sample_routes(model, grade, n, temperature, top_k, seed, data.info.tokenizer if data else None, constrained,
+               best_of=1, judge=None, rerank=None, top_p=1.0):
+        """`n` routes of `grade`; `best_of` candidates each, reranked by `rerank` as in `sample_routes` (self: with the training
+        grades as prior; either: candidates within their grade's reach first); `top_p`: each token from the nucleus."""
+        info = data.info if data else None
+        return sample_routes(model, grade, n, temperature, top_k, seed, info.tokenizer if info else None, constrained,
                              guidance=guidance, best_of=best_of, score=judge.score if judge else None, rerank=rerank,
-                             grade_prior=_grade_prior(data.info) if data else None)
+                             grade_prior=_grade_prior(info) if info else None, top_p=top_p,
+                             reach=_grade_reach(info) if info and best_of > 1 else None)
 
     def report(self, model, data, cfg, run_dir=None) -> dict:
         "Route metrics (validity, novelty, diversity, grade accuracy...): see `climbkit.climb_eval.climb_report`."
@@ -140,7 +149,7 @@ class ClimbTask(Task):
         if by_grader and judge is None: print(f"best_of={cfg.best_of} with rerank='grader' is off in the showcase: no grader for {board.name}")
         best_of = 1 if by_grader and judge is None else cfg.best_of
         by_grade = {g: self.sample(model, data, grade=g, n=n, temperature=cfg.temperature, top_k=cfg.top_k, seed=cfg.seed + i,
-                                   guidance=cfg.guidance, best_of=best_of, judge=judge, rerank=cfg.rerank)
+                                   guidance=cfg.guidance, best_of=best_of, judge=judge, rerank=cfg.rerank, top_p=cfg.top_p)
                     for i, g in enumerate(grades)}
         routes = [r for rs in by_grade.values() for r in rs]
         if not routes: return {'samples': {}}
@@ -149,8 +158,8 @@ class ClimbTask(Task):
         for r in routes: print(r)
         return {'samples': {g: [str(r) for r in rs] for g, rs in by_grade.items()}}
 
-DECODING_KEYS = ('guidance', 'best_of', 'rerank')
+DECODING_KEYS = ('guidance', 'best_of', 'rerank', 'top_p')
 
 def run_decoding(cfg:dict) -> dict:
-    "The decoding a run was configured with ({guidance, best_of, rerank}); `ClimbTask`'s defaults for what an older run's config lacks."
+    "The decoding a run was configured with ({guidance, best_of, rerank, top_p}); `ClimbTask`'s defaults for what an older run's config lacks."
     return {k: cfg.get(k, ClimbTask.defaults[k]) for k in DECODING_KEYS}

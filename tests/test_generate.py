@@ -50,10 +50,11 @@ def test_train_notebook_reports_route_metrics(tmp_path, runs):
     assert 'unconstrained' in text and '1 (by construction)' in text and 'of valid samples' in text
     assert any(k.startswith('constrained ') for k in m) and 'rule_grade_exact' in c  # grade by grade; the built-in data's true grades
     gc = res['grade_control']  # guidance 0 and 2, best-of-4 by the grader, best-of-8 by the generator itself (the default decoding); grade by grade too
-    assert list(gc) == ['guidance 0', 'guidance 2', 'guidance 1, best of 4 (grader)', 'guidance 1, best of 8 (self)']
-    assert gc['guidance 1, best of 8 (self)'] == {'guidance': 1.0, 'best_of': 8, 'rerank': 'self', **c}  # the route metrics' routes, not drawn again
+    assert list(gc) == ['guidance 1', 'guidance 0, top-p 0.8', 'guidance 2, top-p 0.8', 'guidance 1, top-p 0.8, best of 4 (grader)',
+                        'guidance 1, top-p 0.8, best of 8 (self)']  # first: the whole distribution, to compare with the nucleus
+    assert gc['guidance 1, top-p 0.8, best of 8 (self)'] == {'guidance': 1.0, 'best_of': 8, 'rerank': 'self', 'top_p': 0.8, **c}  # the route metrics' routes, not drawn again
     assert all('rule_grade_exact' in v and 'grade_exact' in v and v['ms_per_route'] > 0 for v in gc.values())
-    assert set(res['grade_control_by_grade']['guidance 2']) == {k.split(' ', 1)[1] for k in m if k.startswith('constrained ')}
+    assert set(res['grade_control_by_grade']['guidance 2, top-p 0.8']) == {k.split(' ', 1)[1] for k in m if k.startswith('constrained ')}
     assert (runs/'gen2'/'figures'/'grade_control.png').exists() and 'Grade control' in text
 
 def test_route_metrics_separate_trained_from_untrained(runs):
@@ -75,8 +76,8 @@ def test_generate_notebook_by_papermill(tmp_path, runs):
     text = notebook_text(out)
     assert f'generator: {runs/"gen"}' in text and f'grader: {runs/"grader"}' in text
     assert 'asked for 7A (V6)' in text and 'constrained 7A' in text and 'unconstrained' in text
-    assert 'decoding: guidance 2, best of 2 (rerank grader)' in text  # as asked, not the run's own
-    assert 'guidance 2' in text and 'guidance 1, best of 4 (grader)' in text and 'guidance 1, best of 3 (self)' in text  # grade control
+    assert 'decoding: guidance 2, top-p 0.8, best of 2 (rerank grader)' in text  # as asked, the run's own top-p
+    assert 'guidance 2, top-p 0.8' in text and 'top-p 0.8, best of 4 (grader)' in text and 'top-p 0.8, best of 3 (self)' in text  # grade control
     assert 'true grade = grade asked' in text
     nb = json.loads(out.read_text())
     pngs = sum('image/png' in o.get('data', {}) for c in nb['cells'] for o in c.get('outputs', []))
@@ -90,7 +91,8 @@ def test_generate_notebook_names_a_wrong_run(tmp_path, runs):
 
 def test_generate_notebook_names_a_bad_decoding(tmp_path, runs):
     for params, needle in (({'rerank': 'judge'}, "Parameter 'rerank' is 'judge'"),
-                           ({'best_of': 4, 'rerank': 'grader', 'grader': 'none'}, "Parameter 'best_of' (4) with rerank='grader' needs a grader")):
+                           ({'best_of': 4, 'rerank': 'grader', 'grader': 'none'}, "Parameter 'best_of' (4) with rerank='grader' needs a grader"),
+                           ({'top_p': 0}, "Parameter 'top_p' must be above 0 and at most 1")):
         p = papermill(tmp_path/'x.ipynb', {'run': runs/'gen', 'n': 2, **params}, check=False, notebook='generate.ipynb')
         assert p.returncode != 0 and needle in p.stderr + p.stdout
 

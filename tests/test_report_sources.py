@@ -11,8 +11,9 @@ from climbkit.climb_panel import GenerationPanel
 
 SOURCES = ('builtin', 'moonboard', 'kilter')
 GRADERS = ('no grader', 'grader')
-PLAIN = ['guidance 0', 'guidance 1', 'guidance 1.5', 'guidance 2', 'guidance 3']  # the report's default sweep
-SELF = ['guidance 1, best of 8 (self)']  # the default decoding's row, reused from the route metrics
+FULL = ['guidance 1']  # plain sampling from the whole distribution, beside the nucleus the rest draw from
+PLAIN = [f'guidance {w}, top-p 0.8' for w in ('0', '1', '1.5', '2', '3')]  # the report's default sweep, at the default top_p
+SELF = ['guidance 1, top-p 0.8, best of 8 (self)']  # the default decoding's row, reused from the route metrics
 
 def route_source(kind:str, d):
     "The `data` parameter of a source: 'builtin', a moonboard.com-format JSON file, or a Kilter-like sqlite database."
@@ -47,13 +48,14 @@ def test_train_report_at_its_defaults(source, where):
     res = json.loads((run/'results.json').read_text())
     rows, gc = res['route_metrics'], res['grade_control']
     assert rows['constrained']['validity'] == 1 and rows['constrained']['ms_per_route'] > 0
-    assert list(gc) == PLAIN + (['guidance 1, best of 4 (grader)'] if where == 'grader' else []) + SELF
-    assert all(m['ms_per_route'] > 0 for m in gc.values()) and gc[SELF[-1]]['ms_per_route'] > gc['guidance 1']['ms_per_route']
-    assert gc[SELF[0]]['rerank'] == 'self' and gc[SELF[0]]['best_of'] == 8 and gc['guidance 2']['rerank'] is None
+    assert list(gc) == FULL + PLAIN + (['guidance 1, top-p 0.8, best of 4 (grader)'] if where == 'grader' else []) + SELF
+    assert all(m['ms_per_route'] > 0 for m in gc.values()) and gc[SELF[-1]]['ms_per_route'] > gc[PLAIN[1]]['ms_per_route']
+    assert gc[SELF[0]]['rerank'] == 'self' and gc[SELF[0]]['best_of'] == 8 and gc[PLAIN[3]]['rerank'] is None
+    assert gc['guidance 1']['top_p'] == 1 and all(gc[k]['top_p'] == 0.8 for k in PLAIN + SELF)
     assert (run/'figures'/'grade_control.png').exists() and (run/'figures'/'distribution.png').exists()
     assert set(res['samples']) >= {'6C', '7B'} and 'Grade control' in text and 'ms/route' in text
     k = best_of(kind, where)  # the route metrics at the run's own decoding: best of 2 needs no grader
-    assert f"guidance 1, best of {k}{' (self)' if k > 1 else ''}; reach limit" in text
+    assert f"guidance 1, top-p 0.8{f', best of {k} (self)' if k > 1 else ''}; reach limit" in text
     if where == 'grader':
         assert res['grader'] == str(d/'grader'/'judge') and all('grade_exact' in m for m in gc.values())
         assert 'built-in' not in text or kind == 'builtin'
@@ -75,8 +77,8 @@ def test_generate_notebook_at_its_defaults(source, where, tmp_path):
     papermill(out, {'run': d/where/'gen', 'n': 4, 'metric_samples': 3}, notebook='generate.ipynb')
     text = notebook_text(out)
     k = best_of(kind, where)
-    assert f"decoding: guidance 1, best of {k}{' (rerank self)' if k > 1 else ''} (the run's own)" in text  # the run's configured decoding
-    assert 'constrained' in text and 'unconstrained' in text and all(s in text for s in PLAIN[1:] + SELF)
+    assert f"decoding: guidance 1, top-p 0.8, best of {k}{' (rerank self)' if k > 1 else ''} (the run's own)" in text  # the run's configured decoding
+    assert 'constrained' in text and 'unconstrained' in text and all(s in text for s in FULL + PLAIN[1:] + SELF)
     assert (f"grader: {d/'grader'/'judge'}" in text) == (where == 'grader') and ('best of 4 (grader)' in text) == (where == 'grader')
     assert ('true grade = grade asked' in text) == (kind == 'builtin')
     assert (NO_GRADE_MEASURE in text) == (where == 'no grader' and kind != 'builtin')
@@ -87,7 +89,7 @@ def test_generate_notebook_at_its_defaults(source, where, tmp_path):
 def test_panel_at_its_defaults(source, where):
     kind, d = source
     panel = GenerationPanel(d/where, run=d/where/'gen')
-    assert (panel.best_of.value, panel.rerank.value, panel.guidance.value) == (best_of(kind, where), 'self', 1)  # the run's own decoding
+    assert (panel.best_of.value, panel.rerank.value, panel.guidance.value, panel.top_p.value) == (best_of(kind, where), 'self', 1, 0.8)  # the run's own decoding
     grade = panel.grade.value
     panel.n.value = 3; panel.button.click()
     assert len(panel.routes) == 3 and all(r.grade == grade for r in panel.routes)
