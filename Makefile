@@ -142,16 +142,21 @@ results-grader: setup
 	  awk -F'|' -v n=$(words $(GRADE_SEEDS)) '{for(i=1;i<=NF;i++) for(j=1;j<=n;j++) printf "%s%s", (i>1||j>1)?"|":"", $$i}'))
 
 ## results-routes: route metrics of the generator, with a grade predictor trained first on the same data: the built-in data as
-## `make train` trains, and MoonBoard 2016 for ROUTES_MB_EPOCHS epochs; each with its grade control (guidance 0-3 from the top-p nucleus and
-## plain sampling from the whole distribution, best of 4 and 16 by the grader, best of 4, 8 and 16 by the generator itself);
-## one thread, so that another result can run beside it (about an hour)
-ROUTES_MB_EPOCHS ?= 5
+## `make train` trains it, the built-in data with the overnight recipe (nbs/configs/flagship.yaml, beside the others on the
+## second core), and MoonBoard 2016 for ROUTES_MB_EPOCHS epochs; each with its grade control (guidance 0-3 from the top-p
+## nucleus and plain sampling from the whole distribution, best of 4 and 16 by the grader, best of 4, 8 and 16 by the
+## generator itself); one thread a run (about 90 minutes)
+ROUTES_MB_EPOCHS ?= 10
+ROUTE_SWEEPS := -p best_of_sweep '4 16' -p self_best_of_sweep '4 8 16'
 results-routes: setup
 	$(call train_run,routes-grader-builtin,-p task climb_grade -p threads 1)
-	$(call train_run,routes-builtin,-p grader runs/res-routes-grader-builtin-$(STAMP) -p threads 1 -p best_of_sweep '4 16' -p self_best_of_sweep '4 8 16')
-	$(call train_run,routes-grader-mb,-p task climb_grade -p data $(SHARED_DATA)/moonboard2016.json -p threads 1)
-	$(call train_run,routes-mb,-p data $(SHARED_DATA)/moonboard2016.json -p epochs $(ROUTES_MB_EPOCHS) -p grader runs/res-routes-grader-mb-$(STAMP) -p threads 1 -p best_of_sweep '4 16' -p self_best_of_sweep '4 8 16')
-	$(call collect,routes,routes-builtin routes-mb,built-in$(,) `make train`|MoonBoard 2016$(,) $(ROUTES_MB_EPOCHS) epochs)
+	( $(call train_run,routes-flagship,-p config configs/flagship.yaml -p grader runs/res-routes-grader-builtin-$(STAMP) -p threads 1 $(ROUTE_SWEEPS)) \
+	  > runs/res-routes-flagship-$(STAMP).log 2>&1 ) & \
+	$(call train_run,routes-builtin,-p grader runs/res-routes-grader-builtin-$(STAMP) -p threads 1 $(ROUTE_SWEEPS)) && \
+	$(call train_run,routes-grader-mb,-p task climb_grade -p data $(SHARED_DATA)/moonboard2016.json -p threads 1) && \
+	$(call train_run,routes-mb,-p data $(SHARED_DATA)/moonboard2016.json -p epochs $(ROUTES_MB_EPOCHS) -p grader runs/res-routes-grader-mb-$(STAMP) -p threads 1 $(ROUTE_SWEEPS)) && \
+	wait $$! || { echo "a run failed (the flagship recipe's log: runs/res-routes-flagship-$(STAMP).log)"; exit 1; }
+	$(call collect,routes,routes-builtin routes-flagship routes-mb,built-in$(,) `make train`|built-in$(,) flagship recipe|MoonBoard 2016$(,) $(ROUTES_MB_EPOCHS) epochs)
 
 ## results-sweep: the flagship's sweep (`make sweep`'s settings), then the same trials again without pruning (same parameters, same order):
 ## the leaderboard and what pruning saved (about 20 minutes)
