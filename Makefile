@@ -14,14 +14,23 @@ ARGS ?=
 GRADER_ARGS ?=
 , := ,
 
-.PHONY: params setup train train-grader generate sweep compare test export check-export check-ledger nbdev-test pytest bench soak lab clean results $(addprefix results-,$(RESULTS))
+.PHONY: params setup git-filter train train-grader generate sweep compare test export check-export check-ledger nbdev-test pytest bench soak lab clean results $(addprefix results-,$(RESULTS))
 
 $(BIN)/.climbkit-installed: settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned: the CPU build on this machine (a bare `torch` would pull a CUDA build)
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	@$(MAKE) --no-print-directory git-filter
 	@touch $@
+
+## git-filter: notebook outputs never reach a commit: nbstripout cleans nbs/*.ipynb as git stages them (.gitattributes)
+git-filter:
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git config filter.nbstripout.clean "'$(abspath $(BIN))/python' -m nbstripout --keep-id" && \
+	  git config filter.nbstripout.smudge cat && \
+	  git config diff.ipynb.textconv "'$(abspath $(BIN))/python' -m nbstripout -t --keep-id" && \
+	  echo "git filter: nbstripout cleans nbs/*.ipynb on commit"; fi
 
 setup: $(BIN)/.climbkit-installed
 
@@ -79,8 +88,9 @@ check-ledger: setup
 nbdev-test: setup
 	$(BIN)/nbdev_test --timing
 
+## pytest: the tests on both cores (pytest-xdist; a file's tests stay together in one worker, its module fixtures shared)
 pytest: setup
-	$(BIN)/python -m pytest -q --durations=15 tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 ## bench: climbkit against a plain PyTorch loop, each configuration against its floor, each training aid on and off, and how cost
 ## grows with the model (runs/bench-<date>/; ARGS='-p data ... -p steps 500')

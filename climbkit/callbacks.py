@@ -8,18 +8,16 @@ import io, csv, math, time, warnings
 
 import torch
 from torch import nn
-from .core import ClimbkitError, atomic_write, save_figure, progress_mode, in_kernel
+from .core import ClimbkitError, atomic_write, save_figure, progress_mode, in_kernel, clock
 from .learner import Callback
 
 # %% auto #0
-__all__ = ['PROJECT_STEPS', 'fmt_time', 'ProgressCallback', 'CSVLogger', 'TensorBoardLogger', 'checkpoint_file_name',
+__all__ = ['fmt_time', 'PROJECT_STEPS', 'ProgressCallback', 'CSVLogger', 'TensorBoardLogger', 'checkpoint_file_name',
            'CheckpointCallback', 'EarlyStopping', 'human_time', 'ProfileCallback', 'layer_groups', 'FreezeCallback',
            'loss_parts', 'plot_history', 'LivePlot', 'FigureSaver', 'ResultsWriter']
 
 # %% ../nbs/04c_callbacks.ipynb #bfa0a64c
-def fmt_time(s:float) -> str:
-    s = int(round(s)); h, s = divmod(s, 3600); m, s = divmod(s, 60)
-    return f'{h}:{m:02d}:{s:02d}' if h else f'{m}:{s:02d}'
+fmt_time = clock  # m:ss or h:mm:ss, as every progress line writes it
 
 class ProgressCallback(Callback):
     "A live bar in notebooks and terminals, plain lines where nobody watches a widget."

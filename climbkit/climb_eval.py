@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .core import ClimbkitError, save_figure
+from .core import ClimbkitError, save_figure, StepProgress
 from .data import split_indices
 from .run import restore_model
 from .metrics import novelty, uniqueness, jaccard_diversity, js_divergence, ordinal_agreement
@@ -26,8 +26,8 @@ from .climb_grader import Grader, find_grader, check_grader
 __all__ = ['NO_GRADE_MEASURE', 'METRIC_NAMES', 'METRIC_GROUPS', 'METRICS_NOTE', 'GRADE_CONTROL_NOTE', 'Generator',
            'load_generator', 'hold_set', 'reach_of', 'route_metrics', 'rule_grades', 'real_grade_reference',
            'evaluate_generator', 'plot_distribution_match', 'grade_control', 'decoding_label', 'accuracy_keys',
-           'plot_grade_control', 'metrics_table', 'report_grader', 'grader_line', 'climb_report', 'sweep_settings',
-           'grade_control_report']
+           'plot_grade_control', 'metrics_table', 'display_metrics', 'per_grade_table', 'report_grader', 'grader_line',
+           'climb_report', 'sweep_settings', 'grade_control_report']
 
 # %% ../nbs/14_climb_eval.ipynb #14618a88
 @dataclass
@@ -178,25 +178,30 @@ def _eval_grades(gen:Generator, grades, count:dict, min_routes:int):
                                      f"{', '.join(f'{g}: {c}' for g, c in count.items() if c)}.")
     return kept
 
-def _timed_samples(gen:Generator, grades, n, seed, **kw) -> tuple[dict, dict]:
-    "({grade: samples}, {grade: seconds}): each grade's `n` routes and the wall time they took to write (reranking included)."
+def _timed_samples(gen:Generator, grades, n, seed, tick:Callable|None=None, **kw) -> tuple[dict, dict]:
+    "({grade: samples}, {grade: seconds}): each grade's `n` routes and the wall time they took to write (reranking included); `tick(grade)` after each."
     by_grade, secs = {}, {}
     for i, g in enumerate(grades):
         t0 = time.perf_counter()
         by_grade[g] = gen.sample(g, n, seed=seed + i, **kw)
         secs[g] = time.perf_counter() - t0
+        if tick: tick(g)
     return by_grade, secs
 
 def evaluate_generator(gen:Generator, grades:Sequence[str]|None=None, n:int=32, temperature:float=1.0, top_k:int=0,
                        seed:int=0, grader:Grader|None=None, per_grade:bool=False, min_routes:int=10, guidance:float=1.0,
-                       best_of:int=1, decodings=('constrained', 'unconstrained'), rerank:str='self', top_p:float=1.0) -> tuple[dict, dict]:
+                       best_of:int=1, decodings=('constrained', 'unconstrained'), rerank:str='self', top_p:float=1.0,
+                       progress:StepProgress|None=None) -> tuple[dict, dict]:
     """({decoding: metrics} (and {decoding/grade: metrics} if `per_grade`), {decoding: samples}); `guidance`, `best_of` and
     `rerank` as in `Generator.sample`. `grader` judges the routes; with rerank='grader' it also chose them (so its verdict
     on those is not independent: the true grade's is), with 'self' the generator chose them and the grader judges independently.
-    Each row's `ms_per_route` is the wall time of writing one route (all its candidates and their ranking)."""
+    Each row's `ms_per_route` is the wall time of writing one route (all its candidates and their ranking). Progress is shown
+    grade by grade (`progress`: a caller's, which this call advances by `best_of` units a decoding)."""
     train = gen.train_routes()
     count = {g: sum(r.grade == g for r in train) for g in gen.board.grades}
     grades = _eval_grades(gen, grades, count, min_routes)
+    own = progress is None
+    if own: progress = StepProgress(f'route metrics, {n} routes a grade for {len(grades)} grades', len(decodings) * best_of)
     if grader is not None and grader.board != gen.board:
         raise ClimbkitError(f'Grader {grader.run_dir} was trained on {grader.board.name}, not on {gen.board.name}; it cannot grade these routes.')
     reach, sets = reach_of(train, gen.board), {hold_set(r) for r in train}
@@ -206,7 +211,9 @@ def evaluate_generator(gen:Generator, grades:Sequence[str]|None=None, n:int=32, 
     rows, samples = {}, {}
     for key in decodings:
         constrained = key == 'constrained'
-        by_grade, secs = _timed_samples(gen, grades, n, seed, temperature=temperature, top_k=top_k, constrained=constrained,
+        label = decoding_label(guidance, best_of, rerank if best_of > 1 else None, top_p)
+        tick = lambda g: progress.update(best_of / len(grades), f'{key}, {label}, {g}')
+        by_grade, secs = _timed_samples(gen, grades, n, seed, tick, temperature=temperature, top_k=top_k, constrained=constrained,
                                         guidance=guidance, best_of=best_of, judge=judge, rerank=rerank, top_p=top_p)
         metrics = lambda gs: {**route_metrics([s for g in gs for s in by_grade[g]], [g for g in gs for _ in range(n)], gen.board,
                                               train, reach, grader, sum(by_grade[g].retried for g in gs) if constrained else None, rule, sets),
@@ -215,6 +222,7 @@ def evaluate_generator(gen:Generator, grades:Sequence[str]|None=None, n:int=32, 
         if per_grade:
             for g in grades: rows[f'{key} {g}'] = metrics([g])
         samples[key] = by_grade
+    if own: progress.close()
     rows['reach'] = reach
     return rows, samples
 
@@ -256,13 +264,16 @@ def grade_control(gen:Generator, guidances=(0, 1, 1.5, 2, 3), best_of=(4,), grad
     settings += ([(1.0, k, 'grader', top_p) for k in _counts(best_of) if k > 1 and grader is not None]
                  + [(1.0, k, 'self', top_p) for k in _counts(self_best_of) if k > 1])
     rows, by_grade = {}, {}
+    todo = [s for s in settings if decoding_label(*s) not in (measured or {})]
+    progress = StepProgress(f'grade control, {len(todo)} decodings of {n} routes a grade', sum(k for _, k, _, _ in todo)) if todo else None
     for w, k, rerank, p in settings:
         label = decoding_label(w, k, rerank, p)
         if label in (measured or {}): rows[label], by_grade[label] = measured[label]; continue
         r, _ = evaluate_generator(gen, grades, n, temperature, 0, seed, grader, per_grade=True, guidance=w, best_of=k,
-                                  decodings=('constrained',), rerank=rerank or 'self', top_p=p)
+                                  decodings=('constrained',), rerank=rerank or 'self', top_p=p, progress=progress)
         rows[label] = {'guidance': w, 'best_of': k, 'rerank': rerank, 'top_p': p, **r['constrained']}
         by_grade[label] = {key.split(' ', 1)[1]: m for key, m in r.items() if key.startswith('constrained ')}
+    if progress: progress.close()
     return rows, by_grade
 
 def decoding_label(guidance:float, best_of:int, rerank:str|None, top_p:float=1.0) -> str:
@@ -346,12 +357,30 @@ def metrics_table(rows:dict):
     df = pd.DataFrame({k: v for k, v in rows.items() if isinstance(v, dict)}).T
     cols = [(group, k) for group, keys in METRIC_GROUPS.items() for k in keys if k in df.columns]
     df = df[[k for _, k in cols]]
-    shown = df.map(lambda v: '—' if v is None or (isinstance(v, float) and math.isnan(v)) else round(v, 3) if isinstance(v, float) else v)
+    shown = df.map(lambda v: '—' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{v:.3f}' if isinstance(v, float) else v)
     shown['samples'] = df['samples'].astype(int)  # a count, not 512.0
+    if 'ms_per_route' in df: shown['ms_per_route'] = [f'{v:,.1f}' if isinstance(v, float) and not math.isnan(v) else '—' for v in df['ms_per_route']]
     if 'retried' in df:  # constrained rows: validity is the grammar's guarantee (less what failed), not a measurement
-        shown['validity'] = [f'{v:.3g} (by construction)' if pd.notna(r) else round(v, 3) for v, r in zip(df['validity'], df['retried'])]
+        shown['validity'] = [f'{v:.3g} (by construction)' if pd.notna(r) else f'{v:.3f}' for v, r in zip(df['validity'], df['retried'])]
     shown.columns = pd.MultiIndex.from_tuples([(group, METRIC_NAMES[k]) for group, k in cols])
     return shown  # '—': not defined for that row (no valid sample to measure, or no retries without constraints)
+
+def display_metrics(table, per_grade:bool=False):
+    """Show a `metrics_table` a column group at a time (all samples, valid samples, real routes, cost), so no table needs
+    sideways scrolling; rows per grade (named 'decoding grade') only with `per_grade`."""
+    from IPython.display import display
+    rows = [r for r in table.index if per_grade or ' ' not in str(r) or str(r).startswith('guidance')]
+    for group in table.columns.get_level_values(0).unique():
+        print(f'{group}:'); display(table.loc[rows, group])
+
+def per_grade_table(rows:dict, decoding:str='constrained'):
+    "One decoding's figures grade by grade (rows named 'decoding grade'): plausibility, novelty and the grade accuracy, beside real routes'."
+    import pandas as pd
+    acc, ref = accuracy_keys(rows[decoding])
+    keys = ['samples', 'plausibility', 'novelty'] + [k for k, _ in acc] + ([ref] if ref else [])
+    by = {k.split(' ', 1)[1]: m for k, m in rows.items() if k.startswith(f'{decoding} ') and isinstance(m, dict)}
+    cell = lambda v: '—' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{v:.3f}' if isinstance(v, float) else v
+    return pd.DataFrame({g: {METRIC_NAMES[k]: cell(m.get(k)) for k in keys} for g, m in by.items()}).T
 
 # %% ../nbs/14_climb_eval.ipynb #512f23d5
 def report_grader(cfg, board:Board) -> tuple[Path|None, Grader|None]:
@@ -388,7 +417,8 @@ def climb_report(model, data, cfg, run_dir=None) -> dict:
         print(f'No route metrics: {e}'); return {'route_metrics': None, 'grader': str(path) if path else None}
     label = decoding_label(guidance, best_of, rerank if best_of > 1 else None, top_p)
     print(f"{n} samples per grade at temperature 1, {label}; reach limit {rows['reach']:.2f} board units")
-    display(metrics_table(rows).round(3))
+    display_metrics(metrics_table(rows))
+    print('grade by grade (constrained):'); display(per_grade_table(rows))
     print(METRICS_NOTE)
     flat = [s for ss in samples['constrained'].values() for s in ss]
     fig = plot_distribution_match(flat, gen.train_routes(), gen.board, 'generated (constrained)')
@@ -425,7 +455,7 @@ def grade_control_report(gen:Generator, cfg, grader:Grader|None, run_dir=None, m
     print('Grade control: constrained routes as the guidance scale grows, and with best-of-k reranking at guidance 1'
           + (f', each token from the top-p {top_p:g} nucleus (and, to compare, plain sampling from the whole distribution)' if top_p < 1 else ''))
     if not accuracy_keys(next(iter(rows.values())))[0]: print(NO_GRADE_MEASURE)
-    display(metrics_table(rows).round(3))
+    display_metrics(metrics_table(rows))
     print(GRADE_CONTROL_NOTE)
     fig = plot_grade_control(rows, gen.board.name)
     if run_dir: save_figure(fig, Path(run_dir)/'figures'/'grade_control.png')

@@ -116,9 +116,15 @@ class GenerationPanel:
         from IPython.display import display
         gen, grader, rerank = self.generator(), self.current_grader(), self.rerank.value
         best_of = 1 if rerank == 'grader' and not grader else self.best_of.value  # no judge, no reranking by it (the status says so)
-        samples = gen.sample(self.grade.value, self.n.value, self.temperature.value, self.top_k.value, self.seed.value,
-                             self.constrained.value, self.guidance.value if gen.guided else 1.0, best_of,
-                             grader if rerank == 'grader' else None, rerank, self.top_p.value)
+        self.button.disabled = True  # one click, one batch: the widget shows it is busy while the kernel works
+        self.status.value = self.working_note(best_of, rerank)
+        try:
+            samples = gen.sample(self.grade.value, self.n.value, self.temperature.value, self.top_k.value, self.seed.value,
+                                 self.constrained.value, self.guidance.value if gen.guided else 1.0, best_of,
+                                 grader if rerank == 'grader' else None, rerank, self.top_p.value)
+        except Exception:
+            self.status.value = 'Generating failed: see the error below.'; raise
+        finally: self.button.disabled = False
         drawable = [s for s in samples if s is not None]
         pred = grader.predict(drawable) if grader else [None] * len(drawable)
         self.routes = samples
@@ -135,6 +141,12 @@ class GenerationPanel:
                 display(self.figure); plt.close(self.figure)
             else: self.figure = None; print('No sample decoded to a route; try constrained decoding.')
         return samples
+
+    def working_note(self, best_of:int, rerank:str) -> str:
+        "The status while routes are written: what, how many, and with what cost."
+        n = self.n.value
+        how = f', best of {best_of} ({n * best_of} candidates, ranked by ' + ('the grader' if rerank == 'grader' else "the generator's own grade posterior") + ')' if best_of > 1 else ''
+        return f'<i>Writing {n} route{"s" if n != 1 else ""} of {self.grade.value}{how}…</i>'
 
     def _rerank_note(self, best_of:int, grader) -> str:
         "What chose the routes, for the status line."

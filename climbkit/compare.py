@@ -6,12 +6,12 @@
 from __future__ import annotations
 import csv, json, glob, math, shlex
 from pathlib import Path
-from .core import ClimbkitError, read_run_config, lower_is_better
+from .core import ClimbkitError, read_run_config, lower_is_better, project_path, searched
 from .task import TRAIN_DEFAULTS, get_task
 
 # %% auto #0
 __all__ = ['RUN_KEYS', 'read_history', 'status_word', 'run_summary', 'best_of', 'find_runs', 'varying_settings', 'leaderboard',
-           'plot_curves', 'rerun_command', 'run_figures']
+           'leaderboards', 'plot_curves', 'rerun_command', 'run_figures']
 
 # %% ../nbs/04f_compare.ipynb #7eed4aa3
 RUN_KEYS = ('name', 'out_dir', 'run_dir', 'resume', 'sweep_trial', 'processes', 'config', 'threads')  # where and how a run started, not what it trained
@@ -64,9 +64,11 @@ def find_runs(where) -> list[Path]:
     items = where.split() if isinstance(where, str) else [str(w) for w in where]
     found = []
     for item in items:
-        paths = sorted(glob.glob(str(Path(item).expanduser()))) if glob.has_magic(item) else [Path(item).expanduser()]
+        typed = project_path(item)  # as typed from the root (README) or from nbs/ (a kernel in Lab)
+        paths = sorted(glob.glob(str(typed))) if glob.has_magic(item) else [typed]
         runs = [r for p in paths for r in _runs_in(Path(p))]
-        if not runs: raise ClimbkitError(f"{item} names no run: expected a run folder (holding config.json), a sweep folder, a folder of runs or a glob pattern.")
+        if not runs: raise ClimbkitError(f"{item} names no run (looked {searched(item)}): expected a run folder (holding config.json), "
+                                         "a sweep folder, a folder of runs or a glob pattern.")
         found += [r for r in runs if r not in found]
     return found
 
@@ -87,8 +89,20 @@ def leaderboard(runs, metric:str|None=None):
         rows.append({'run': s['name'], 'status': s['status'], **{k: s['config'].get(k) for k in varying}, f'best {metric}': value,
                      'at epoch': _whole(row['epoch']) if row else None, 'epochs': s['epochs'], 'steps': s['steps'], 'train min': round(s['seconds'] / 60, 2)})
     board = pd.DataFrame(rows).sort_values(f'best {metric}', ascending=lower_is_better(metric), na_position='last', kind='stable')
+    for k in [*varying, 'at epoch', f'best {metric}']:  # as a person reads them: 256, not 256.0; nothing where a run has no value
+        board[k] = pd.Series([_readable(v) for v in board[k]], index=board.index, dtype=object)
     board.attrs.update(metric=metric, runs={s['name']: s['run'] for s in sums})
     return board.reset_index(drop=True)
+
+def _readable(v):
+    if v is None or (isinstance(v, float) and math.isnan(v)): return ''
+    return int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 1e15 else v
+
+def leaderboards(runs, metric:str|None=None) -> dict:
+    "{task: its leaderboard}: runs of different tasks are ranked apart (a grade predictor's valid_loss says nothing of a generator's)."
+    by = {}
+    for r in (find_runs(runs) if isinstance(runs, str) else runs): by.setdefault(read_run_config(r).get('task'), []).append(r)
+    return {task: leaderboard(rs, metric) for task, rs in by.items()}
 
 # %% ../nbs/04f_compare.ipynb #fd651b59
 def plot_curves(board, metric:str|None=None, ax=None, label_top:int=8):
@@ -103,6 +117,9 @@ def plot_curves(board, metric:str|None=None, ax=None, label_top:int=8):
         ax.plot(xs, ys, 'o-', ms=2.5, lw=2.5 if i == 0 else 1, alpha=1 if i < label_top else 0.35,
                 label=f"{name} ({board['status'][i]})" if i < label_top else None, zorder=3 if i == 0 else 2)
     ax.set_xlabel(xkey if board['run'].size else 'epoch'); ax.set_ylabel(metric); ax.grid(alpha=0.3)
+    if all(float(x).is_integer() for line in ax.lines for x in line.get_xdata()):  # whole epochs: no tick at 0.5 for a one-epoch run
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f'{metric} of {len(board)} runs (bold: the best)'); ax.legend(fontsize=7, loc='best')
     return ax.figure
 

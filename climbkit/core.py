@@ -16,9 +16,9 @@ import yaml
 __all__ = ['ALIASES', 'ACCEPTED_ALIASES', 'positive_check', 'LOWER_IS_BETTER', 'RUN_SUBFOLDERS', 'ClimbkitError',
            'ClimbkitWarning', 'Config', 'resolve_config', 'lower_is_better', 'method_of', 'raises', 'load_config_file',
            'seed_everything', 'get_rng_state', 'set_rng_state', 'atomic_write', 'save_figure', 'atomic_save_json',
-           'atomic_torch_save', 'project_root', 'runs_dir', 'new_run_dir', 'check_run_dir_writable', 'read_run_config',
-           'run_config', 'list_runs', 'find_run_dir', 'RunLock', 'in_kernel', 'under_papermill', 'progress_mode',
-           'short_errors_in_notebooks']
+           'atomic_torch_save', 'project_root', 'runs_dir', 'project_path', 'searched', 'new_run_dir',
+           'check_run_dir_writable', 'read_run_config', 'run_config', 'list_runs', 'find_run_dir', 'RunLock',
+           'in_kernel', 'under_papermill', 'progress_mode', 'clock', 'StepProgress', 'short_errors_in_notebooks']
 
 # %% ../nbs/00_core.ipynb #d7be629f
 class ClimbkitError(ValueError):
@@ -213,6 +213,24 @@ def runs_dir(out_dir=None) -> Path:
     root = project_root()
     return root/'runs' if root else Path('runs')
 
+def _found(p:Path) -> bool:
+    import glob
+    return bool(glob.glob(str(p))) if glob.has_magic(str(p)) else p.exists()
+
+def project_path(path) -> Path:
+    """A path (or glob pattern) a user typed, found the way they meant it: as given where that exists (or it is absolute),
+    else from the project's root (commands and the README's paths start there; a kernel in Lab starts in nbs/), else as given."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or _found(p): return p
+    root = project_root()
+    return root/p if root is not None and _found(root/p) else p
+
+def searched(path) -> str:
+    "Where `project_path` looked for a relative `path`, for error messages."
+    root = project_root()
+    here = Path.cwd().resolve()
+    return f'from {here}' + (f' and from the project root {root}' if root is not None and root != here and not Path(path).is_absolute() else '')
+
 # %% ../nbs/00_core.ipynb #535746a9
 def _holds_run(d:Path) -> bool:
     return (d/'config.json').exists() or (d/'checkpoints').exists()
@@ -355,6 +373,44 @@ def progress_mode() -> str:
     if m in ('bar', 'lines', 'none'): return m
     if in_kernel(): return 'lines' if under_papermill() else 'bar'
     return 'bar' if sys.stderr.isatty() else 'lines'
+
+# %% ../nbs/00_core.ipynb #5e7a0c02
+def clock(s:float) -> str:
+    "Seconds as m:ss or h:mm:ss."
+    s = int(round(s)); h, s = divmod(s, 3600); m, s = divmod(s, 60)
+    return f'{h}:{m:02d}:{s:02d}' if h else f'{m}:{s:02d}'
+
+class StepProgress:
+    "Progress through `total` weighted units of a long step: a bar, or a line every `every` seconds, with a projected time left."
+    def __init__(self, desc:str, total:float, mode:str|None=None, every:float=10.0):
+        import time
+        self.desc, self.total, self.every, self.mode = desc, max(float(total), 1e-9), every, mode or progress_mode()
+        self.done, self.t0, self.bar, self._now = 0.0, time.perf_counter(), None, time.perf_counter
+        self.last = self.t0
+        if self.mode == 'bar':
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=round(self.total, 6), desc=desc, leave=False, bar_format='{l_bar}{bar}| {elapsed}<{remaining} {postfix}')
+        elif self.mode == 'lines': print(f'{desc}: started', flush=True)
+
+    def left(self) -> float:
+        "Seconds left, projected from the pace so far (nan before any work is done)."
+        return (self._now() - self.t0) / self.done * (self.total - self.done) if self.done else float('nan')
+
+    def update(self, weight:float=1.0, note:str=''):
+        self.done = min(self.done + weight, self.total)
+        if self.bar is not None:
+            self.bar.update(weight)
+            if note: self.bar.set_postfix_str(note, refresh=False)
+        elif self.mode == 'lines' and (self._now() - self.last >= self.every or self.done >= self.total - 1e-9):
+            self.last = self._now()
+            print(f"{self.desc}: {self.done / self.total:.0%}{f' ({note})' if note else ''}, {clock(self.last - self.t0)} so far, "
+                  f"about {clock(self.left())} left", flush=True)
+
+    def close(self):
+        if self.bar is not None: self.bar.close()
+        elif self.mode == 'lines': print(f'{self.desc}: done in {clock(self._now() - self.t0)}', flush=True)
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
 
 # %% ../nbs/00_core.ipynb #a3bf2536
 def _one_sentence(shell, etype, value, tb, tb_offset=None):

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from .core import (ClimbkitError, Config, ALIASES, ACCEPTED_ALIASES, resolve_config, load_config_file, seed_everything,
                            atomic_write, atomic_save_json, new_run_dir, find_run_dir, RunLock, check_run_dir_writable, runs_dir,
-                           read_run_config)
+                           read_run_config, project_path)
 from .cpu import set_threads, choose_precision
 from .data import Data
 from .task import Task, TRAIN_DEFAULTS, TRAIN_CHECKS, get_task, known_tasks
@@ -23,8 +23,10 @@ from .trial import TrialReporter, parse_trial_ref, WATCH_ENV
 # %% auto #0
 __all__ = ['RESUME_KEYS', 'PARAMETER_BLOCK', 'check_checkpoint_name', 'find_config_file', 'resolve_run_config', 'parameter_table',
            'task_parameter_names', 'sync_parameter_cell', 'standard_callbacks', 'build_parts', 'worker_callbacks',
-           'start_run', 'notebook_params', 'parse_cli_args', 'train_cli', 'load_run', 'restore_model',
-           'rebuild_checkpoint', 'evaluate_checkpoint', 'eval_cli']
+           'start_run', 'notebook_params', 'parameter_names', 'forget_parameters', 'edited_parameter_lines',
+           'interactive_session', 'parameter_cell_error', 'check_parameter_cell', 'check_notebook_file',
+           'parse_cli_args', 'train_cli', 'load_run', 'restore_model', 'rebuild_checkpoint', 'evaluate_checkpoint',
+           'eval_cli']
 
 # %% ../nbs/04d_run.ipynb #8dcdfb91
 # kept from the run being resumed unless given again: the split, what the optimizer state was saved from, and the run's length
@@ -54,7 +56,7 @@ def check_checkpoint_name(template:str):
 
 def find_config_file(name) -> Path:
     "A config file named relative to the working folder, or else to the notebooks folder (`configs/tiny.yaml` from anywhere in the project)."
-    path = Path(name).expanduser()
+    path = project_path(name)  # as given, else from the project root (`nbs/configs/x.yaml` typed in Lab)
     if path.exists() or path.is_absolute(): return path
     import climbkit
     in_nbs = Path(climbkit.__file__).resolve().parents[1]/'nbs'/path
@@ -71,8 +73,8 @@ def resolve_run_config(params:dict) -> tuple[Task, Config]:
     cfg = resolve_config(defaults, from_file, params, checks={**TRAIN_CHECKS, **task.checks}, untyped=('resume',),
                          sources=(f"config file {params['config']}" if params.get('config') else None,))
     cfg.task = task_name
-    if cfg.data not in (None, 'builtin') and Path(str(cfg.data)).expanduser().exists():  # found from any notebook later, once, for every task
-        cfg.data = str(Path(str(cfg.data)).expanduser().resolve())
+    if cfg.data not in (None, 'builtin') and project_path(str(cfg.data)).exists():  # typed from the root or from nbs/: found once, for every task
+        cfg.data = str(project_path(str(cfg.data)).resolve())
     _device(cfg.device)  # a GPU asked for where there is none: refused before anything is written
     cfg.out_dir = str(runs_dir(cfg.out_dir))  # None: the project's runs/, found from here (nbs/ in Lab, the root under make)
     out = Path(cfg.out_dir)
@@ -204,9 +206,55 @@ def start_run(params:dict|None=None, **kw) -> tuple[Task, Learner]:
 
 # %% ../nbs/04d_run.ipynb #d89bb20a
 def notebook_params(namespace:dict, before:set) -> dict:
-    "Plain-valued variables in `namespace` that are not in the snapshot `before` (papermill parameters)."
+    "Plain-valued variables in `namespace` that are not in the snapshot `before` (papermill parameters); remembered for `forget_parameters`."
     plain = (type(None), bool, int, float, str, Path)
-    return {k: v for k, v in namespace.items() if k not in before and not k.startswith('_') and isinstance(v, plain)}
+    params = {k: v for k, v in namespace.items() if k not in before and not k.startswith('_') and isinstance(v, plain)}
+    namespace['_climbkit_parameters'] = sorted(params)
+    return params
+
+def parameter_names() -> set[str]:
+    "Every name the kit's parameter cell may set: the kit's parameters, their accepted aliases and every packaged task's own."
+    return set(TRAIN_DEFAULTS) | set(ALIASES) | set(ACCEPTED_ALIASES) | set(task_parameter_names())
+
+def forget_parameters(namespace:dict) -> set:
+    "Drop what an earlier run in this kernel left of the parameters (so a re-run takes the parameter cell's new values); the names left: `notebook_params`'s snapshot."
+    for k in parameter_names() | set(namespace.get('_climbkit_parameters', ())): namespace.pop(k, None)
+    return set(namespace)
+
+# %% ../nbs/04d_run.ipynb #7c3e0a02
+def edited_parameter_lines(source:str) -> list[str]:
+    "The statements of a kit parameter cell (every parameter `= None`) that do something else, as 'line N: text'."
+    import ast
+    try: tree = ast.parse(source)
+    except SyntaxError as e: return [f"line {e.lineno}: {(e.text or '').strip()} (not Python)"]
+    def kit_line(s) -> bool:
+        return (isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name)
+                and isinstance(s.value, ast.Constant) and s.value.value is None)
+    return [f'line {s.lineno}: {ast.get_source_segment(source, s)}' for s in tree.body if not kit_line(s)]
+
+def interactive_session(namespace:dict) -> bool:
+    "Whether an interactive front end (JupyterLab, Jupyter Notebook, VS Code) started this kernel, rather than papermill."
+    return bool(os.environ.get('JPY_SESSION_NAME') or '__session__' in namespace or '__vsc_ipynb_file__' in namespace)
+
+def parameter_cell_error(edits:list[str], notebook:str) -> ClimbkitError:
+    shown = '; '.join(edits[:3]) + (f'; and {len(edits) - 3} more' if len(edits) > 3 else '')
+    return ClimbkitError(f"The parameter cell of {notebook} was edited ({shown}), and an unattended run takes the kit's cell as committed "
+                         f"(every value None): restore it with `git checkout {notebook}` and pass values with -p NAME VALUE or a config file.")
+
+def check_parameter_cell(namespace:dict, notebook:str='nbs/train.ipynb'):
+    "Refuse, in an unattended run, a parameter cell (the last one this kernel ran, from its input history) edited away from the kit's."
+    if interactive_session(namespace): return
+    ran = [s for s in namespace.get('_ih', []) if PARAMETER_BLOCK in s]
+    if ran and (edits := edited_parameter_lines(ran[-1])): raise parameter_cell_error(edits, notebook)
+
+def check_notebook_file(path) -> None:
+    "The same check on a notebook file before unattended runs start from it (a sweep checks once, not in every trial)."
+    import nbformat
+    try: nb = nbformat.read(path, as_version=4)
+    except Exception as e: raise ClimbkitError(f'Notebook {path} cannot be read ({e}); expected a Jupyter notebook.') from None
+    cell = next((c for c in nb.cells if 'parameters' in c.get('metadata', {}).get('tags', [])), None)
+    if cell is not None and PARAMETER_BLOCK in cell.source and (edits := edited_parameter_lines(cell.source)):
+        raise parameter_cell_error(edits, str(path))
 
 # %% ../nbs/04d_run.ipynb #a80253ac
 def parse_cli_args(argv:list[str]) -> dict:

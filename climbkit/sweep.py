@@ -8,10 +8,10 @@ import os, sys, re, time, math, json, shutil, signal, datetime, subprocess
 from pathlib import Path
 import yaml
 from .core import (ClimbkitError, Config, _close_matches, load_config_file, atomic_write, atomic_save_json, runs_dir, RunLock,
-                           lower_is_better, method_of)
+                           lower_is_better, method_of, project_path)
 from .cpu import available_cores
 from .task import TRAIN_DEFAULTS, get_task
-from .run import resolve_run_config
+from .run import resolve_run_config, check_notebook_file
 from .trial import (SPEC_FILE, STOP_FILE, HEARTBEAT_FILE, WATCH_ENV, SWEEP_GONE_AFTER, PRUNERS, ATTEMPTS_FILE, open_storage, make_pruner,
                             trial_name, trial_attempts, trial_seconds, _open_attempt_seconds)
 from .compare import leaderboard, find_runs, status_word
@@ -389,7 +389,9 @@ def _settings(spec_source, resume, overrides) -> tuple[Config, Path|None]:
 
 def run_sweep(spec=None, resume=None, out_dir=None, name:str|None=None, replay=None, **overrides) -> Path:
     "Run (or with `resume`, continue) a sweep; `replay`: first try the trials of that sweep, with their parameters, in order. Returns the folder."
+    resume, replay = (project_path(p) if p else p for p in (resume, replay))  # typed from the root or from nbs/
     spec, d = _settings(spec, resume, overrides)
+    if spec.runner == 'papermill': check_notebook_file(TRAIN_NOTEBOOK)  # a Lab edit left in train.ipynb would reach every trial
     t0, workers = time.time(), make_workers(spec)  # an unreachable scheduler is refused before a folder is made
     try:
         d = d or new_sweep_dir(spec, out_dir, name)

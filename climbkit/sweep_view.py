@@ -130,8 +130,12 @@ def plot_search(study):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # Optuna marks its matplotlib plots experimental
         ax = optuna.visualization.matplotlib.plot_parallel_coordinate(study)
-    ax.figure.set_size_inches(9, 4); ax.figure.tight_layout()
-    return ax.figure
+    fig = ax.figure; fig.set_size_inches(9, 4); fig.tight_layout()
+    bar = next((a for a in fig.axes if a.get_label() == '<colorbar>'), None)
+    for a in fig.axes if bar else ():  # room for the last parameter's tick labels (right of the plot) before the colour bar
+        x, y, w, h = a.get_position().bounds
+        if a is not bar: a.set_position([x, y, min(w, bar.get_position().x0 - 0.13 - x), h])
+    return fig
 
 def pruning_saving(pruned_dir, unpruned_dir) -> dict:
     "A pruned sweep against the same trials run unpruned (`run_sweep(..., replay=...)`): the trials' summed time, the wall time and the best value of each."

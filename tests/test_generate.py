@@ -75,7 +75,7 @@ def test_generate_notebook_by_papermill(tmp_path, runs):
     assert p.returncode == 0, p.stderr[-3000:]
     text = notebook_text(out)
     assert f'generator: {runs/"gen"}' in text and f'grader: {runs/"grader"}' in text
-    assert 'asked for 7A (V6)' in text and 'constrained 7A' in text and 'unconstrained' in text
+    assert 'asked for 7A (V6)' in text and 'of all samples:' in text and 'of valid samples:' in text and 'unconstrained' in text
     assert 'decoding: guidance 2, top-p 0.8, best of 2 (rerank grader)' in text  # as asked, the run's own top-p
     assert 'guidance 2, top-p 0.8' in text and 'top-p 0.8, best of 4 (grader)' in text and 'top-p 0.8, best of 3 (self)' in text  # grade control
     assert 'true grade = grade asked' in text
