@@ -400,14 +400,15 @@ class StepProgress:
         self.done = min(self.done + weight, self.total)
         if self.bar is not None:
             self.bar.update(weight)
-            if note: self.bar.set_postfix_str(note, refresh=False)
+            if note: self.bar.set_postfix_str(note.strip(), refresh=False)
         elif self.mode == 'lines' and (self._now() - self.last >= self.every or self.done >= self.total - 1e-9):
             self.last = self._now()
             print(f"{self.desc}: {self.done / self.total:.0%}{f' ({note})' if note else ''}, {clock(self.last - self.t0)} so far, "
                   f"about {clock(self.left())} left", flush=True)
 
     def close(self):
-        if self.bar is not None: self.bar.close()
+        if self.bar is not None:  # summed fractional weights may fall a hair short of the total: a finished step is full, not red
+            self.bar.n = self.bar.total; self.bar.refresh(); self.bar.close()
         elif self.mode == 'lines': print(f'{self.desc}: done in {clock(self._now() - self.t0)}', flush=True)
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
