@@ -330,6 +330,8 @@ def plot_history(history:list[dict], refs:dict|None=None, ax=None, title='loss',
     if all(float(v).is_integer() for v in x):  # whole epochs or steps: no ticks at 1.5
         from matplotlib.ticker import MaxNLocator
         for b in axes: b.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(set(x)) == 1:  # one evaluation: a tick at it alone, not 0.95 ... 1.05
+            for b in axes: b.set_xticks(sorted(set(x)))
     rest = axes[1:]
     if parts and rest:
         b = rest.pop(0)
