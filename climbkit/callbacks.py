@@ -14,7 +14,7 @@ from .learner import Callback
 # %% auto #0
 __all__ = ['fmt_time', 'PROJECT_STEPS', 'ProgressCallback', 'CSVLogger', 'TensorBoardLogger', 'checkpoint_file_name',
            'CheckpointCallback', 'EarlyStopping', 'human_time', 'ProfileCallback', 'layer_groups', 'FreezeCallback',
-           'loss_parts', 'plot_history', 'LivePlot', 'FigureSaver', 'ResultsWriter']
+           'loss_parts', 'whole_ticks', 'plot_history', 'LivePlot', 'FigureSaver', 'ResultsWriter']
 
 # %% ../nbs/04c_callbacks.ipynb #bfa0a64c
 fmt_time = clock  # m:ss or h:mm:ss, as every progress line writes it
@@ -311,6 +311,14 @@ def loss_parts(history:list[dict]) -> list[str]:
     "Names of the loss components in `history` (`train_parse_loss` -> 'parse')."
     return [k[6:-5] for k in (history[0] if history else {}) if k.startswith('train_') and k.endswith('_loss') and k != 'train_loss']
 
+def whole_ticks(axes, xs):
+    "Where every x is a whole epoch or step, ticks only at whole numbers (one point: a tick at it alone, not 0.95 ... 1.05)."
+    if not all(float(v).is_integer() for v in xs): return
+    from matplotlib.ticker import MaxNLocator
+    for b in axes:
+        b.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(set(xs)) == 1: b.set_xticks(sorted(set(xs)))
+
 def plot_history(history:list[dict], refs:dict|None=None, ax=None, title='loss', metric:str|None=None):
     "Training/validation loss by epoch (by step in a step-based run) with reference lines {label: value}; the loss's parts, if any, and `metric` (e.g. 'valid_mrr') beside it."
     import matplotlib.pyplot as plt
@@ -327,11 +335,7 @@ def plot_history(history:list[dict], refs:dict|None=None, ax=None, title='loss',
     for i, (k, v) in enumerate((refs or {}).items()):
         a.axhline(v, ls='--', lw=1, color=f'C{i + 2}', label=f'{k} {v:.3f}')
     a.set_xlabel(xkey); a.set_ylabel('loss (nats / item)'); a.set_title(title); a.legend(fontsize=8); a.grid(alpha=0.3)
-    if all(float(v).is_integer() for v in x):  # whole epochs or steps: no ticks at 1.5
-        from matplotlib.ticker import MaxNLocator
-        for b in axes: b.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if len(set(x)) == 1:  # one evaluation: a tick at it alone, not 0.95 ... 1.05
-            for b in axes: b.set_xticks(sorted(set(x)))
+    whole_ticks(axes, x)
     rest = axes[1:]
     if parts and rest:
         b = rest.pop(0)

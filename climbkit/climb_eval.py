@@ -26,8 +26,8 @@ from .climb_grader import Grader, find_grader, check_grader
 __all__ = ['NO_GRADE_MEASURE', 'METRIC_NAMES', 'METRIC_GROUPS', 'METRICS_NOTE', 'GRADE_CONTROL_NOTE', 'Generator',
            'load_generator', 'hold_set', 'reach_of', 'route_metrics', 'rule_grades', 'real_grade_reference',
            'evaluate_generator', 'plot_distribution_match', 'grade_control', 'decoding_label', 'accuracy_keys',
-           'plot_grade_control', 'metrics_table', 'display_metrics', 'per_grade_table', 'report_grader', 'grader_line',
-           'climb_report', 'sweep_settings', 'grade_control_report']
+           'plot_grade_control', 'metrics_table', 'metric_cell', 'display_metrics', 'per_grade_table', 'report_grader',
+           'grader_line', 'climb_report', 'sweep_settings', 'grade_control_report']
 
 # %% ../nbs/14_climb_eval.ipynb #14618a88
 @dataclass
@@ -357,13 +357,17 @@ def metrics_table(rows:dict):
     df = pd.DataFrame({k: v for k, v in rows.items() if isinstance(v, dict)}).T
     cols = [(group, k) for group, keys in METRIC_GROUPS.items() for k in keys if k in df.columns]
     df = df[[k for _, k in cols]]
-    shown = df.map(lambda v: '—' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{v:.3f}' if isinstance(v, float) else v)
+    shown = df.map(metric_cell)
     shown['samples'] = df['samples'].astype(int)  # a count, not 512.0
     if 'ms_per_route' in df: shown['ms_per_route'] = [f'{v:,.1f}' if isinstance(v, float) and not math.isnan(v) else '—' for v in df['ms_per_route']]
     if 'retried' in df:  # constrained rows: validity is the grammar's guarantee (less what failed), not a measurement
         shown['validity'] = [f'{v:.3g} (by construction)' if pd.notna(r) else f'{v:.3f}' for v, r in zip(df['validity'], df['retried'])]
     shown.columns = pd.MultiIndex.from_tuples([(group, METRIC_NAMES[k]) for group, k in cols])
     return shown  # '—': not defined for that row (no valid sample to measure, or no retries without constraints)
+
+def metric_cell(v):
+    "A figure as every metric table writes it: 3 fixed decimals, '—' where there is none."
+    return '—' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{v:.3f}' if isinstance(v, float) else v
 
 def display_metrics(table, per_grade:bool=False):
     """Show a `metrics_table` a column group at a time (all samples, valid samples, real routes, cost), so no table needs
@@ -379,8 +383,7 @@ def per_grade_table(rows:dict, decoding:str='constrained'):
     acc, ref = accuracy_keys(rows[decoding])
     keys = ['samples', 'plausibility', 'novelty'] + [k for k, _ in acc] + ([ref] if ref else [])
     by = {k.split(' ', 1)[1]: m for k, m in rows.items() if k.startswith(f'{decoding} ') and isinstance(m, dict)}
-    cell = lambda v: '—' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{v:.3f}' if isinstance(v, float) else v
-    return pd.DataFrame({g: {METRIC_NAMES[k]: cell(m.get(k)) for k in keys} for g, m in by.items()}).T
+    return pd.DataFrame({g: {METRIC_NAMES[k]: metric_cell(m.get(k)) for k in keys} for g, m in by.items()}).T
 
 # %% ../nbs/14_climb_eval.ipynb #512f23d5
 def report_grader(cfg, board:Board) -> tuple[Path|None, Grader|None]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv, json, glob, math, shlex
 from pathlib import Path
 from .core import ClimbkitError, read_run_config, lower_is_better, project_path, searched
+from .callbacks import whole_ticks
 from .task import TRAIN_DEFAULTS, get_task
 
 # %% auto #0
@@ -117,9 +118,7 @@ def plot_curves(board, metric:str|None=None, ax=None, label_top:int=8):
         ax.plot(xs, ys, 'o-', ms=2.5, lw=2.5 if i == 0 else 1, alpha=1 if i < label_top else 0.35,
                 label=f"{name} ({board['status'][i]})" if i < label_top else None, zorder=3 if i == 0 else 2)
     ax.set_xlabel(xkey if board['run'].size else 'epoch'); ax.set_ylabel(metric); ax.grid(alpha=0.3)
-    if all(float(x).is_integer() for line in ax.lines for x in line.get_xdata()):  # whole epochs: no tick at 0.5 for a one-epoch run
-        from matplotlib.ticker import MaxNLocator
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    whole_ticks([ax], [x for line in ax.lines for x in line.get_xdata()])  # whole epochs: no tick at 0.5 for a one-epoch run
     ax.set_title(f'{metric} of {len(board)} runs (bold: the best)'); ax.legend(fontsize=7, loc='best')
     return ax.figure
 

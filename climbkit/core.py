@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #783f4a4f
 from __future__ import annotations
-import os, re, sys, json, random, tempfile, datetime, io, platform
+import os, re, sys, json, random, tempfile, datetime, io, platform, time
 from pathlib import Path
 from typing import Mapping
 
@@ -383,9 +383,8 @@ def clock(s:float) -> str:
 class StepProgress:
     "Progress through `total` weighted units of a long step: a bar, or a line every `every` seconds, with a projected time left."
     def __init__(self, desc:str, total:float, mode:str|None=None, every:float=10.0):
-        import time
         self.desc, self.total, self.every, self.mode = desc, max(float(total), 1e-9), every, mode or progress_mode()
-        self.done, self.t0, self.bar, self._now = 0.0, time.perf_counter(), None, time.perf_counter
+        self.done, self.t0, self.bar = 0.0, time.perf_counter(), None
         self.last = self.t0
         if self.mode == 'bar':
             from tqdm.auto import tqdm
@@ -394,22 +393,22 @@ class StepProgress:
 
     def left(self) -> float:
         "Seconds left, projected from the pace so far (nan before any work is done)."
-        return (self._now() - self.t0) / self.done * (self.total - self.done) if self.done else float('nan')
+        return (time.perf_counter() - self.t0) / self.done * (self.total - self.done) if self.done else float('nan')
 
     def update(self, weight:float=1.0, note:str=''):
         self.done = min(self.done + weight, self.total)
         if self.bar is not None:
             self.bar.update(weight)
             if note: self.bar.set_postfix_str(note.strip(), refresh=False)
-        elif self.mode == 'lines' and (self._now() - self.last >= self.every or self.done >= self.total - 1e-9):
-            self.last = self._now()
+        elif self.mode == 'lines' and (time.perf_counter() - self.last >= self.every or self.done >= self.total - 1e-9):
+            self.last = time.perf_counter()
             print(f"{self.desc}: {self.done / self.total:.0%}{f' ({note})' if note else ''}, {clock(self.last - self.t0)} so far, "
                   f"about {clock(self.left())} left", flush=True)
 
     def close(self):
         if self.bar is not None:  # summed fractional weights may fall a hair short of the total: a finished step is full, not red
             self.bar.n = self.bar.total; self.bar.refresh(); self.bar.close()
-        elif self.mode == 'lines': print(f'{self.desc}: done in {clock(self._now() - self.t0)}', flush=True)
+        elif self.mode == 'lines': print(f'{self.desc}: done in {clock(time.perf_counter() - self.t0)}', flush=True)
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
 
