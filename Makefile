@@ -109,7 +109,7 @@ soak: setup
 
 ## results: rewrite the ledger (results/*.json, each with its command, commit, date, machine and raw figures) and README's
 ## tables from it; one part at a time: make results-bench, results-grader, ... Run on a quiet machine: most are timings.
-RESULTS := bench limit grader routes stories kg images tiny profiles soak sweep
+RESULTS := bench limit sharing grader routes stories kg images tiny profiles soak sweep
 SHARED_DATA ?= ../shared/data
 STAMP := $(shell date +%Y%m%d-%H%M%S)
 # $(call train_run,NAME,PARAMETERS): one papermill run of nbs/train.ipynb into runs/res-NAME-<stamp>/
@@ -127,6 +127,15 @@ results-bench: setup
 	$(BIN)/papermill nbs/bench.ipynb runs/res-bench-$(STAMP)/bench.ipynb -p name res-bench-$(STAMP) -p out_dir runs -p repeats 3 -p ablate 'mlp climb16' \
 	  -p ledger results -p ledger_command 'make results-bench' --log-output $(ARGS)
 	$(BIN)/climbkit-ledger keep runs/res-bench-$(STAMP)/bench.ipynb results/bench.ipynb
+	$(BIN)/climbkit-ledger sync README.md
+
+## results-sharing: the route generator in processes started together: alone, two runs at once, beside a plain PyTorch loop;
+## climbkit's default threads, a thread per core (before) and passive waiting; 3 interleaved repeats (about 20 minutes). Writes
+## results/sharing-fp32.json or results/sharing-bf16.json, by the kind of CPU
+results-sharing: setup
+	@mkdir -p runs/res-sharing-$(STAMP)
+	$(BIN)/papermill nbs/bench.ipynb runs/res-sharing-$(STAMP)/bench.ipynb -p name res-sharing-$(STAMP) -p out_dir runs \
+	  -p configs '' -p ablate '' -p limit_configs '' -p scaling_widths '' -p ledger results -p ledger_command 'make results-sharing' --log-output $(ARGS)
 	$(BIN)/climbkit-ledger sync README.md
 
 ## results-limit: each configuration against its floor, its own matrix products alone (the route generator at batch 16 and 64, the 80M

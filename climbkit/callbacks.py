@@ -10,14 +10,21 @@ import torch
 from torch import nn
 from .core import ClimbkitError, atomic_write, save_figure, progress_mode, in_kernel, clock
 from .learner import Callback
+from .cpu import threads_reason
 
 # %% auto #0
-__all__ = ['fmt_time', 'PROJECT_STEPS', 'ProgressCallback', 'CSVLogger', 'TensorBoardLogger', 'checkpoint_file_name',
-           'CheckpointCallback', 'EarlyStopping', 'human_time', 'ProfileCallback', 'layer_groups', 'FreezeCallback',
-           'loss_parts', 'whole_ticks', 'plot_history', 'LivePlot', 'FigureSaver', 'ResultsWriter']
+__all__ = ['fmt_time', 'PROJECT_STEPS', 'threads_words', 'ProgressCallback', 'CSVLogger', 'TensorBoardLogger',
+           'checkpoint_file_name', 'CheckpointCallback', 'EarlyStopping', 'human_time', 'ProfileCallback',
+           'layer_groups', 'FreezeCallback', 'loss_parts', 'whole_ticks', 'plot_history', 'LivePlot', 'FigureSaver',
+           'ResultsWriter']
 
 # %% ../nbs/04c_callbacks.ipynb #bfa0a64c
 fmt_time = clock  # m:ss or h:mm:ss, as every progress line writes it
+
+def threads_words() -> str:
+    "This process's threads and why, as a run's first line says it: '2 threads (2 of 2 cores free)'."
+    n = torch.get_num_threads()
+    return f"{n} thread{'' if n == 1 else 's'} ({threads_reason()})"
 
 class ProgressCallback(Callback):
     "A live bar in notebooks and terminals, plain lines where nobody watches a widget."
@@ -30,12 +37,12 @@ class ProgressCallback(Callback):
             if learn.step >= learn.target_steps: return
             print(f"Training steps {learn.step + 1}-{learn.target_steps}: {c.grad_accum} batch{'es' if c.grad_accum > 1 else ''} of {c.batch_size} a step, "
                   f"an evaluation every {learn.eval_every} steps, {sum(p.numel() for p in learn.model.parameters()):,} parameters, "
-                  f"{learn.precision} ({learn.precision_reason}), {torch.get_num_threads()} thread{'' if torch.get_num_threads() == 1 else 's'} on {learn.device}.", flush=True)
+                  f"{learn.precision} ({learn.precision_reason}), {threads_words()} on {learn.device}.", flush=True)
             return
         if learn.epoch >= learn.target_epochs: return
         print(f"Training epochs {learn.epoch + 1}-{learn.target_epochs}: {len(learn.data.train)} batches of {c.batch_size} an epoch, "
               f"{sum(p.numel() for p in learn.model.parameters()):,} parameters, {learn.precision} ({learn.precision_reason}), "
-              f"{torch.get_num_threads()} thread{'' if torch.get_num_threads() == 1 else 's'} on {learn.device}.", flush=True)
+              f"{threads_words()} on {learn.device}.", flush=True)
     def before_epoch(self, learn):
         self.bar, self.last = None, time.perf_counter()
         if self.mode == 'bar':
@@ -225,7 +232,7 @@ class ProfileCallback(Callback):
         if learn.stepwise: return self._report_steps(learn, batch_s, items, valid_s)
         epoch_s = batch_s * learn.n_batches + (valid_s or 0.0)
         left = max(learn.target_epochs - self.first, 0)
-        learn.profile = p = {'setup_s': learn.setup, 'batch_ms': batch_s * 1000,
+        learn.profile = p = {'setup_s': learn.setup, 'batch_ms': batch_s * 1000, 'threads': torch.get_num_threads(), 'threads_reason': threads_reason(),
                              'step_ms': batch_s * 1000 * learn.cfg.grad_accum, 'items_per_s': items / batch_s,
                              'batches_per_epoch': learn.n_batches, 'epoch_s': epoch_s, 'epochs': left,
                              'projected_s': epoch_s * left, 'includes_validation': valid_s is not None}
@@ -234,7 +241,7 @@ class ProfileCallback(Callback):
                   f"{human_time(p['projected_s'])} on this machine", flush=True); return
         setup = ', '.join(f'{k} {v:.1f} s' for k, v in p['setup_s'].items())
         print(f"profile: {'set-up ' + setup + '; ' if setup else ''}{p['batch_ms']:.1f} ms a batch after {self.warmup} warm-up batches "
-              f"({p['items_per_s']:,.0f} items/s); projected: {left} epoch{'' if left == 1 else 's'} ≈ {human_time(p['projected_s'])} on this machine "
+              f"({p['items_per_s']:,.0f} items/s, {threads_words()}); projected: {left} epoch{'' if left == 1 else 's'} ≈ {human_time(p['projected_s'])} on this machine "
               f"(training only; validation comes after epoch 1)", flush=True)
     def _report_steps(self, learn, batch_s:float, items:float, valid_s:float|None):
         "A step-based run's profile: ms a step, set-up, and the time projected for the report's step counts and this run's."
@@ -242,7 +249,7 @@ class ProfileCallback(Callback):
         cost = lambda n: n * step_s + (n // learn.eval_every) * (valid_s or 0.0)
         counts = sorted(set(PROJECT_STEPS) | {learn.target_steps})
         rows = [(n, cost(n), 'this run' if n == learn.target_steps else '') for n in counts]
-        learn.profile = p = {'setup_s': learn.setup, 'batch_ms': batch_s * 1000, 'step_ms': step_s * 1000,
+        learn.profile = p = {'setup_s': learn.setup, 'batch_ms': batch_s * 1000, 'step_ms': step_s * 1000, 'threads': torch.get_num_threads(), 'threads_reason': threads_reason(),
                              'items_per_s': items / batch_s, 'steps': learn.target_steps, 'eval_every': learn.eval_every,
                              'valid_s': valid_s, 'projected_s': cost(learn.target_steps),
                              'projection': [{'steps': n, 'seconds': t} for n, t, _ in rows], 'includes_validation': valid_s is not None}
@@ -251,7 +258,7 @@ class ProfileCallback(Callback):
                   f"{human_time(p['projected_s'])} on this machine", flush=True); return
         setup = ', '.join(f'{k} {v:.1f} s' for k, v in p['setup_s'].items())
         print(f"profile: {'set-up ' + setup + '; ' if setup else ''}{p['step_ms']:,.0f} ms a step ({c.grad_accum} x {c.batch_size}), "
-              f"{p['items_per_s']:,.1f} items/s, after {self.warmup} warm-up batches"
+              f"{p['items_per_s']:,.1f} items/s ({threads_words()}), after {self.warmup} warm-up batches"
               f"{f'; an evaluation {valid_s:.1f} s every {learn.eval_every} steps' if valid_s is not None else ' (evaluations not yet timed)'}\n"
               f"{'steps':>8}  time on this machine\n" + '\n'.join(f'{n:>8,}  {human_time(t):<10s} {note}'.rstrip() for n, t, note in rows), flush=True)
     def after_epoch(self, learn):

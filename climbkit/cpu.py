@@ -11,7 +11,8 @@ from torch import nn
 from .core import ClimbkitError
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'available_cores', 'set_threads', 'cpu_flags', 'native_bf16', 'bf16_numeric_check', 'choose_precision',
+__all__ = ['RECHECK_S', 'PRECISIONS', 'available_cores', 'cpu_busy_seconds', 'CoreWatch', 'threads_for', 'set_threads',
+           'threads_reason', 'recheck_threads', 'cpu_flags', 'native_bf16', 'bf16_numeric_check', 'choose_precision',
            'autocast', 'keep_mask', 'FastDropout', 'LinearReLU', 'linear_relu_timings', 'matmul_flops', 'hardware_info']
 
 # %% ../nbs/01_cpu.ipynb #75adf318
@@ -25,12 +26,71 @@ def available_cores() -> int:
     except (OSError, ValueError): pass
     return max(1, n)
 
-def set_threads(threads:int=0) -> int:
-    "Use `threads` intra-op threads (0: every available core); returns the number set."
-    if threads < 0: raise ClimbkitError(f"Parameter 'threads' must be 0 (all available cores) or a positive count, got {threads}.")
-    n = threads or available_cores()
+def cpu_busy_seconds() -> float|None:
+    "CPU seconds every process has spent so far on the cores this one may use: the cgroup's own count where a CPU quota caps it, else /proc/stat's lines for the cores of its affinity (None where neither says)."
+    try:
+        if Path('/sys/fs/cgroup/cpu.max').read_text().split()[0] != 'max':
+            for line in Path('/sys/fs/cgroup/cpu.stat').read_text().splitlines():
+                if line.startswith('usage_usec'): return int(line.split()[1]) / 1e6
+    except (OSError, ValueError, IndexError): pass
+    try:
+        mine, ticks = {f'cpu{i}' for i in os.sched_getaffinity(0)}, 0
+        for f in (line.split() for line in Path('/proc/stat').read_text().splitlines()):
+            if f and f[0] in mine: ticks += sum(map(int, f[1:4])) + sum(map(int, f[6:9]))  # user nice system, irq softirq steal
+        return ticks / os.sysconf('SC_CLK_TCK') if ticks else None
+    except (OSError, ValueError, AttributeError): return None
+
+class CoreWatch:
+    "How many of this process's cores other processes kept busy between two looks: all the cores' busy time less this process's own."
+    def __init__(self): self.last = self._look()
+    @staticmethod
+    def _look() -> tuple:
+        t = os.times()
+        return time.monotonic(), cpu_busy_seconds(), t.user + t.system  # this process: all its threads
+    def others_busy(self) -> float|None:
+        "Cores' worth of CPU time the other processes used since the last look (None where the machine does not say)."
+        (t0, b0, o0), now = self.last, self._look()
+        self.last = now; t1, b1, o1 = now
+        if b0 is None or b1 is None or t1 <= t0: return None
+        return max(0.0, (b1 - b0 - (o1 - o0)) / (t1 - t0))
+
+def threads_for(others_busy:float|None, cores:int) -> tuple[int, str]:
+    "The threads for the cores that `others_busy` cores' worth of other work leaves free (at least one), and why, in words."
+    if others_busy is None: return cores, f"all {cores} cores: this machine does not say how busy they are"
+    n = max(1, min(cores, int(cores - others_busy + 0.5)))
+    if others_busy < 0.25: return n, f"{n} of {cores} cores free"
+    return n, f"{n} of {cores} cores: other processes keep {others_busy:.1f} busy"
+
+# %% ../nbs/01_cpu.ipynb #a1c35d02
+RECHECK_S = 5.0  # seconds between two looks at the other processes while training
+_threads = {'why': 'torch default', 'watch': None, 'next': 0.0}  # threads are the process's: one choice for all of it
+
+def set_threads(threads:int=0, sample_s:float=0.1) -> int:
+    "Use `threads` intra-op threads, or with 0 the cores other processes leave free (as seen over `sample_s` seconds, and looked at again by `recheck_threads`); returns the number set."
+    if not isinstance(threads, int) or threads < 0:
+        raise ClimbkitError(f"Parameter 'threads' must be 0 (the cores other processes leave free) or a positive count, got {threads!r}.")
+    watch = None if threads else CoreWatch()
+    if threads: n, why = threads, f"threads {threads} forced"
+    else: time.sleep(sample_s); n, why = threads_for(watch.others_busy(), available_cores())
     torch.set_num_threads(n)
+    _threads.update(why=why, watch=watch, next=time.monotonic() + RECHECK_S)
     return n
+
+def threads_reason() -> str:
+    "Why this process uses the threads it does, in words (for a run's profile line and its results)."
+    return _threads['why']
+
+def recheck_threads(every_s:float=RECHECK_S, dead_band:float=0.7) -> str|None:
+    "Between steps, when the threads were chosen (not forced): every `every_s` seconds look again; a sentence when the count changed, else None. The count moves only when the free cores are `dead_band` or more away from it (no flapping)."
+    st = _threads
+    if st['watch'] is None or time.monotonic() < st['next']: return None
+    st['next'] = time.monotonic() + every_s
+    busy, cores, now = st['watch'].others_busy(), available_cores(), torch.get_num_threads()
+    if busy is None or abs(cores - busy - now) < dead_band: return None
+    n, why = threads_for(busy, cores)
+    if n == now: return None
+    torch.set_num_threads(n); st['why'] = why
+    return f"threads: {now} → {n} ({why})"
 
 # %% ../nbs/01_cpu.ipynb #915f5059
 def cpu_flags() -> set[str]:

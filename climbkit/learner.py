@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.profiler import record_function
 from .core import ClimbkitError, Config, resolve_config, get_rng_state, set_rng_state, atomic_save_json, method_of, lower_is_better
-from .cpu import choose_precision, autocast, hardware_info
+from .cpu import choose_precision, autocast, hardware_info, recheck_threads, threads_reason
 from .data import Data
 from .optim import make_optimizer, make_scheduler, WeightAverage
 from .task import TRAIN_DEFAULTS
@@ -229,6 +229,8 @@ def train_batch(self, batch, i:int, last:bool=False) -> tuple[torch.Tensor, int]
             self.opt.step(); self.sched.step(); self.opt.zero_grad(set_to_none=True); self.step += 1
             if self.averager: self.averager.update()
         self.stepped = True
+        note = recheck_threads()  # another process started or ended beside this one: the threads follow the free cores
+        if note and self.rank == 0: print(note, flush=True)
     return seen
 
 @method_of(Learner)
@@ -428,6 +430,7 @@ def results(self) -> dict:
             'median_items_per_s': median([r['items_per_s'] for r in h]),
             'parameters': sum(p.numel() for p in self.model.parameters()),
             'precision': self.precision, 'precision_reason': self.precision_reason, 'device': str(self.device),
+            'threads': torch.get_num_threads(), 'threads_reason': threads_reason(),
             'hardware': hardware_info(), 'finished_at': datetime.datetime.now().isoformat(timespec='seconds')}
 
 @method_of(Learner)
