@@ -170,4 +170,5 @@ def sharing_tables(res:dict, machine:str='') -> dict:
         'scenario': ('scenario', '{}'), 'each_cell': ('items/s of each run', '{}'), 'sum': ('together', '{:,.0f}'),
         'sum_vs_alone': ('together vs alone', '{:.0%}'), 'slowest_vs_alone': ('slowest vs alone', '{:.0%}'), 'threads': ('threads at the end', '{}')},
         caption=f"The route generator at batch 64, each process training {res['seconds']:g} s after 3 warm-up steps, started together; medians of "
-                f"{res['repeats']} interleaved repeats; 'vs alone' is taken within each repeat. {machine}".strip())}
+                f"{res['repeats']} interleaved repeats; 'vs alone' is taken within each repeat. {machine}".strip()
+                + (f" Targets: {'; '.join(res['verdicts'])}." if res.get('verdicts') else ''))}

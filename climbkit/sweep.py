@@ -35,7 +35,7 @@ SET_BY_THE_SWEEP = {'task': "the sweep's own 'task'", 'monitor': "the sweep's 'm
                     'out_dir': 'the sweep folder', 'name': 'the sweep folder', 'resume': 'the sweep folder', 'sweep_trial': 'the sweep folder'}
 SETTING_CHECKS = {'trials': (lambda v: isinstance(v, int) and v > 0, 'a positive whole number'),
                   'workers': (lambda v: isinstance(v, int) and v > 0, 'a positive whole number'),
-                  'threads': (lambda v: isinstance(v, int) and v >= 0, '0 (the cores split between the workers) or a count'),
+                  'threads': (lambda v: isinstance(v, int) and v >= 0, '0 (the cores the other trials leave free) or a count'),
                   'sampler': (lambda v: v in SAMPLERS, ' | '.join(SAMPLERS)), 'pruner': (lambda v: v in PRUNERS, ' | '.join(PRUNERS)),
                   'runner': (lambda v: v in RUNNERS, ' | '.join(RUNNERS)), 'metric': (lambda v: str(v).startswith('valid_'), "a validation figure such as 'valid_loss'"),
                   'fixed': (lambda v: isinstance(v, dict), 'a mapping of run parameters to values'),
@@ -278,9 +278,8 @@ def trial_params(spec:Config, sampled:dict, threads:int) -> dict:
     return {'task': spec.task, **spec.fixed, **sampled, 'monitor': spec.metric, 'threads': threads}
 
 def trial_threads(spec:Config) -> int:
-    "Threads per trial: `threads`, else this machine's cores split between the workers (0, all of its cores, on a remote cluster)."
-    if spec.threads: return spec.threads
-    return max(1, available_cores() // spec.workers) if spec.scheduler in (None, 'local') else 0
+    "Threads per trial: the sweep's `threads`; 0 (the default) lets each trial take the cores that the other trials, and any other process, leave free, looked at again while it trains (`climbkit.cpu.set_threads`)."
+    return spec.threads
 
 class SweepDriver:
     "Drive a sweep: ask Optuna, launch trials on `workers`, settle them as they end, report progress."

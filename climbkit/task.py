@@ -52,7 +52,7 @@ class Task:
 
 TASKS: dict[str, type] = {}
 # the kit's own modules: they define no task, and none of them imports a family
-MACHINERY = {'core', 'cpu', 'data', 'optim', 'task', 'learner', 'callbacks', 'trial', 'run', 'compare', 'sweep_view', 'sweep', 'metrics', 'bench', 'limit', 'ledger', 'plain', '_modidx'}
+MACHINERY = {'core', 'cpu', 'data', 'optim', 'task', 'learner', 'callbacks', 'trial', 'run', 'compare', 'sweep_view', 'sweep', 'metrics', 'bench', 'limit', 'ledger', 'plain', 'sharing', 'site', '_modidx'}
 
 def register_task(cls):
     "Class decorator: make a `Task` subclass available by its `name`."
@@ -104,7 +104,7 @@ TRAIN_CHECKS = {
     'epochs': positive_check, 'batch_size': positive_check,
     'lr': (lambda v: math.isfinite(v) and v > 0, 'a positive number'), 'weight_decay': (lambda v: v >= 0, '0 or more'),
     'warmup_steps': (lambda v: v >= 0, '0 or more'), 'grad_clip': (lambda v: v >= 0, '0 (off) or more'),
-    'grad_accum': positive_check, 'threads': (lambda v: v >= 0, '0 (all cores) or a positive count'),
+    'grad_accum': positive_check, 'threads': (lambda v: v >= 0, '0 (the cores other processes leave free) or a positive count'),
     'patience': (lambda v: v >= 0, '0 (off) or a positive number of epochs'),
     'save_every': (lambda v: v >= 0, '0 (off) or a positive number of epochs'),
     'keep_last': (lambda v: v >= 0, '0 (keep every epoch_N.pt) or how many of the newest to keep'),

@@ -7,12 +7,13 @@ import yaml
 from conftest import papermill, notebook_text
 from climbkit.ledger import load_result
 from climbkit.cpu import choose_precision
+from climbkit.sharing import SCENARIOS, sharing_ledger_name
 
 # the benchmark's own configurations, shrunk so that the whole notebook runs in seconds
 SMALL = dict(steps=12, warmup=2, ablation_steps=8, freeze_steps=6, n_samples=600, d_in=64, mlp_hidden='64,32', n_routes=300,
              d_model=32, n_layers=2, n_heads=2, dim_feedforward=64, ablations='bf16 fused dropout lamb lookahead freeze accum', threads=1, ceiling_sizes='128,256',
              limit_configs='climb64 kg images', limit_steps=3, limit_repeats=2, image_arch='resnet18', image_size=32,
-             scaling_widths='16 32', scaling_batches='4', scaling_steps=3, scaling_checks='32x4')
+             scaling_widths='16 32', scaling_batches='4', scaling_steps=3, scaling_checks='32x4', sharing_seconds=1, sharing_repeats=1)
 KG_TINY = dict(task='kg', model='transformer', d_model=32, n_layers=1, n_heads=2, dim_feedforward=64, rel_attention_bias=True, max_seq_len=16, n_families=10)
 
 def small(tmp_path, **changes) -> dict:
@@ -52,7 +53,7 @@ def test_bench_notebook(tmp_path):
     assert {'LAMB instead of AdamW', 'LAMB, bf16 optimizer state', 'Lookahead on (k 5, alpha 0.5)'} <= set(climb)
     assert climb['accumulate 4 batches a step']['steps'] == 2 and climb['default']['steps'] == 8  # the same batches
     assert [r['frozen_layers'] for r in res['freezing']['mlp']] == [0, 1, 2] and len(res['freezing']['climb64']) == 2
-    assert {p.name for p in (run/'figures').iterdir()} == {'comparison.png', 'ablation-mlp.png', 'ablation-climb64.png', 'parts.png', 'scaling.png'}
+    assert {p.name for p in (run/'figures').iterdir()} == {'comparison.png', 'ablation-mlp.png', 'ablation-climb64.png', 'parts.png', 'scaling.png', 'sharing.png'}
     assert climb['dropout off (0.1 by default)']['valid_loss'] > 0 and 0 < climb['default']['floor_share'] and 'floor_share' not in climb['accumulate 4 batches a step']
     # against the limit: each configuration's floor, its repeats, and where its step goes
     lim = res['limit']
@@ -78,10 +79,17 @@ def test_bench_notebook(tmp_path):
     lled = load_result('limit', tmp_path/'results')
     assert set(lled['tables']) == {'floor', 'parts', 'scaling', 'checks', 'gap'} and len(lled['tables']['floor']['rows']) == 3
     assert len(lled['raw']['limit']['kg']['runs']) == 2 and (tmp_path/'results'/'limit-parts.png').exists() and (tmp_path/'results'/'limit-scaling.png').exists()
+    # sharing the machine: every scenario in its own processes, the targets checked, a ledger file for this kind of CPU
+    sh = res['sharing']
+    assert [r['scenario'] for r in sh['rows']] == list(SCENARIOS) and len(sh['raw']) == len(SCENARIOS) and len(sh['verdicts']) == 3
+    assert all(r['sum'] > 0 and r['threads'] for r in sh['rows']) and sh['rows'][0]['sum_vs_alone'] == 1
+    sled = load_result(sharing_ledger_name(), tmp_path/'results')
+    assert len(sled['tables']['sharing']['rows']) == len(SCENARIOS) and 'Targets: two runs at once' in sled['tables']['sharing']['caption']
+    assert (tmp_path/'results'/f'{sharing_ledger_name()}.png').stat().st_size > 1000 and 'two runs at once: together' in text
 
 def test_bench_runs_only_the_parts_asked_for(tmp_path):
-    "configs='' ablate='' limit_configs='': no comparison, no ablation, no limit; only the scaling study, into limit.json (make results-limit's way of leaving parts out)."
-    papermill(tmp_path/'s.ipynb', {**SMALL, 'configs': '', 'ablate': '', 'limit_configs': '', 'scaling_widths': '16', 'scaling_checks': '',
+    "configs='' ablate='' limit_configs='' sharing_seconds=0: no comparison, no ablation, no limit, no sharing table; only the scaling study, into limit.json (make results-limit's way of leaving parts out)."
+    papermill(tmp_path/'s.ipynb', {**SMALL, 'configs': '', 'ablate': '', 'limit_configs': '', 'scaling_widths': '16', 'scaling_checks': '', 'sharing_seconds': 0,
                                    'out_dir': tmp_path/'runs', 'name': 's', 'ledger': tmp_path/'results'}, notebook='bench.ipynb')
     res = json.loads((tmp_path/'runs'/'s'/'results.json').read_text())
     assert res['comparison'] == [] and res['ablation'] == {} and res['limit'] == {} and len(res['scaling']) == 1 and res['scaling_checks'] == []
