@@ -14,7 +14,7 @@ ARGS ?=
 GRADER_ARGS ?=
 , := ,
 
-.PHONY: params setup git-filter train train-grader generate sweep compare test export check-export check-ledger nbdev-test pytest bench soak lab clean results $(addprefix results-,$(RESULTS))
+.PHONY: docs docs-serve docs-check browser params setup git-filter train train-grader generate sweep compare test export check-export check-ledger nbdev-test pytest bench soak lab clean results $(addprefix results-,$(RESULTS))
 
 $(BIN)/.climbkit-installed: settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,7 +71,26 @@ generate: setup
 	@echo "rendered: $(GEN_RUN)/generate.ipynb"
 
 ## test: climbkit/ must equal what nbdev_export writes, README's tables what the ledger (results/) holds; then nbdev_test and pytest
-test: setup check-export check-ledger nbdev-test pytest
+test: setup browser check-export check-ledger nbdev-test pytest
+
+## docs: the documentation site from README, the guides (nbs/guides/) and every notebook, into _docs/ (open _docs/index.html); its links checked
+docs: setup
+	$(BIN)/climbkit-site _docs
+
+## docs-serve: the built site at http://localhost:8000 (its search box needs a server)
+docs-serve: docs
+	$(BIN)/python -m http.server -d _docs 8000
+
+## docs-check: build the site and open its pages in headless Chromium as a reader would (tests/test_docs.py; no skips)
+docs-check: setup browser
+	CLIMBKIT_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q tests/test_docs.py
+
+## browser: headless Chromium and its driver for the site's tests: installed with apt-get where this runs as root and they are missing
+browser:
+	@command -v chromedriver >/dev/null && command -v chromium >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	    && echo "browser: installed chromium and chromium-driver"; } || \
+	  echo "browser: Chromium is not installed and cannot be here (not root): the site's browser test will say so"
 
 export: setup
 	$(BIN)/nbdev_export
@@ -83,7 +102,7 @@ check-export: setup
 	  else echo "climbkit/ differs from what nbdev_export writes: edit the notebooks in nbs/, run 'make export', commit both."; rm -rf $$tmp; exit 1; fi
 
 check-ledger: setup
-	$(BIN)/climbkit-ledger check README.md
+	$(BIN)/climbkit-ledger check
 
 nbdev-test: setup
 	$(BIN)/nbdev_test --timing
@@ -109,7 +128,7 @@ soak: setup
 
 ## results: rewrite the ledger (results/*.json, each with its command, commit, date, machine and raw figures) and README's
 ## tables from it; one part at a time: make results-bench, results-grader, ... Run on a quiet machine: most are timings.
-RESULTS := bench limit sharing grader routes stories kg images tiny profiles soak sweep
+RESULTS := bench limit sharing samples grader routes stories kg images tiny profiles soak sweep
 SHARED_DATA ?= ../shared/data
 STAMP := $(shell date +%Y%m%d-%H%M%S)
 # $(call train_run,NAME,PARAMETERS): one papermill run of nbs/train.ipynb into runs/res-NAME-<stamp>/
@@ -117,17 +136,17 @@ train_run = mkdir -p runs/res-$(1)-$(STAMP) && $(BIN)/papermill nbs/train.ipynb 
   -p name res-$(1)-$(STAMP) -p out_dir runs --log-output $(2)
 # $(call collect,RESULT,RUN NAMES,LABELS): nbs/results.ipynb reads the runs and writes results/RESULT.json (rendered beside it)
 collect = $(BIN)/papermill nbs/results.ipynb results/$(1).ipynb -p result $(1) -p runs '$(foreach r,$(2),runs/res-$(r)-$(STAMP))' \
-  -p labels '$(3)' --log-output && $(BIN)/climbkit-ledger sync README.md
+  -p labels '$(3)' --log-output && $(BIN)/climbkit-ledger sync
 
 results: $(addprefix results-,$(RESULTS))
 
 ## results-bench: the fair benchmark, 3 interleaved repeats; the aids switched on and off at batch 16 (about 40 minutes on 2 cores without native bf16)
 results-bench: setup
 	@mkdir -p runs/res-bench-$(STAMP)
-	$(BIN)/papermill nbs/bench.ipynb runs/res-bench-$(STAMP)/bench.ipynb -p name res-bench-$(STAMP) -p out_dir runs -p repeats 3 -p ablate 'mlp climb16' \
+	$(BIN)/papermill nbs/bench.ipynb runs/res-bench-$(STAMP)/bench.ipynb -p name res-bench-$(STAMP) -p out_dir runs -p repeats 3 -p ablate 'mlp climb16' -p sharing_seconds 0 \
 	  -p ledger results -p ledger_command 'make results-bench' --log-output $(ARGS)
 	$(BIN)/climbkit-ledger keep runs/res-bench-$(STAMP)/bench.ipynb results/bench.ipynb
-	$(BIN)/climbkit-ledger sync README.md
+	$(BIN)/climbkit-ledger sync
 
 ## results-sharing: the route generator in processes started together: alone, two runs at once, beside a plain PyTorch loop;
 ## climbkit's default threads, a thread per core (before) and passive waiting; 3 interleaved repeats (about 20 minutes). Writes
@@ -136,7 +155,7 @@ results-sharing: setup
 	@mkdir -p runs/res-sharing-$(STAMP)
 	$(BIN)/papermill nbs/bench.ipynb runs/res-sharing-$(STAMP)/bench.ipynb -p name res-sharing-$(STAMP) -p out_dir runs \
 	  -p configs '' -p ablate '' -p limit_configs '' -p scaling_widths '' -p ledger results -p ledger_command 'make results-sharing' --log-output $(ARGS)
-	$(BIN)/climbkit-ledger sync README.md
+	$(BIN)/climbkit-ledger sync
 
 ## results-limit: each configuration against its floor, its own matrix products alone (the route generator at batch 16 and 64, the 80M
 ## knowledge-graph model on UMLS, ResNet-50 at 224 px; 3 interleaved repeats), the measures that could close the gap on and off at
@@ -144,10 +163,10 @@ results-sharing: setup
 results-limit: setup
 	@mkdir -p runs/res-limit-$(STAMP)
 	$(BIN)/papermill nbs/bench.ipynb runs/res-limit-$(STAMP)/bench.ipynb -p name res-limit-$(STAMP) -p out_dir runs -p configs '' \
-	  -p ablate 'climb16 climb64' -p ablations 'compile dropout' -p freeze_steps 6 -p kg_data $(SHARED_DATA)/kg/umls \
+	  -p ablate 'climb16 climb64' -p ablations 'compile dropout' -p freeze_steps 6 -p kg_data $(SHARED_DATA)/kg/umls -p sharing_seconds 0 \
 	  -p ledger results -p ledger_command 'make results-limit' --log-output $(ARGS)
 	$(BIN)/climbkit-ledger keep runs/res-limit-$(STAMP)/bench.ipynb results/limit.ipynb
-	$(BIN)/climbkit-ledger sync README.md
+	$(BIN)/climbkit-ledger sync
 
 ## results-grader: the grade predictor's ablation on the MoonBoard 2016 file: each variant with GRADE_SEEDS seeds (the default CNN, one-hot
 ## labels, a cumulative-link head, an MLP, attention over the holds), their ensembles, the majority class (about 45 minutes on one thread)
@@ -176,6 +195,13 @@ results-routes: setup
 	$(call train_run,routes-mb,-p data $(SHARED_DATA)/moonboard2016.json -p epochs $(ROUTES_MB_EPOCHS) -p grader runs/res-routes-grader-mb-$(STAMP) -p threads 1 $(ROUTE_SWEEPS)) && \
 	wait $$! || { echo "a run failed (the flagship recipe's log: runs/res-routes-flagship-$(STAMP).log)"; exit 1; }
 	$(call collect,routes,routes-builtin routes-flagship routes-mb,built-in$(,) `make train`|built-in$(,) flagship recipe|MoonBoard 2016$(,) $(ROUTES_MB_EPOCHS) epochs)
+
+## results-samples: README's picture: routes the generator writes after training as `make train` trains it, drawn on the board,
+## into results/routes-samples.png and results/samples.json (about 20 minutes)
+results-samples: setup
+	$(call train_run,samples-grader,-p task climb_grade)
+	$(call train_run,samples,-p grader runs/res-samples-grader-$(STAMP))
+	$(call collect,samples,samples,built-in data as make train trains it)
 
 ## results-sweep: the flagship's sweep (`make sweep`'s settings), then the same trials again without pruning (same parameters, same order):
 ## the leaderboard and what pruning saved (about 20 minutes)
@@ -218,7 +244,7 @@ results-kg: setup
 
 ## results-images: ResNet-50 and ResNet-18 training speed by precision and memory layout (about 10 minutes without native bf16)
 results-images: setup
-	$(BIN)/papermill nbs/results.ipynb results/images.ipynb -p result images --log-output && $(BIN)/climbkit-ledger sync README.md
+	$(BIN)/papermill nbs/results.ipynb results/images.ipynb -p result images --log-output && $(BIN)/climbkit-ledger sync
 
 ## results-tiny: the image report's tiny run (ResNet-50 from scratch, 10 epochs) with two seeds (about 30 minutes on 2 cores without native bf16)
 results-tiny: setup
@@ -229,7 +255,7 @@ results-tiny: setup
 ## results-profiles: what a step costs, by climbkit.bench.profile: the flagship at batch 16 and the 80M knowledge-graph model (about 35 minutes on 2 cores without native bf16: each evaluation of the 80M model takes minutes)
 results-profiles: setup
 	$(BIN)/papermill nbs/results.ipynb results/profiles.ipynb -p result profiles -p shared_data $(SHARED_DATA) --log-output && \
-	  $(BIN)/climbkit-ledger sync README.md
+	  $(BIN)/climbkit-ledger sync
 
 ## results-soak: the soak notebook for SOAK_STEPS optimizer steps (3,000: about 20 minutes here; `make soak` runs 20,000), into the ledger
 SOAK_STEPS ?= 3000
@@ -238,7 +264,7 @@ results-soak: setup
 	$(BIN)/papermill nbs/soak.ipynb runs/res-soak-$(STAMP)/soak.ipynb -p name res-soak-$(STAMP) -p out_dir runs -p steps $(SOAK_STEPS) \
 	  -p ledger results -p ledger_command 'make results-soak' --log-output
 	$(BIN)/climbkit-ledger keep runs/res-soak-$(STAMP)/soak.ipynb results/soak.ipynb
-	$(BIN)/climbkit-ledger sync README.md
+	$(BIN)/climbkit-ledger sync
 
 ## params: the last lines of train.ipynb's parameter cell, the names of every task's own parameters, from the registered tasks
 params: setup

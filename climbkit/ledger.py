@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_ledger.ipynb #bd2f33bf
 from __future__ import annotations
-import re, sys, json, datetime, subprocess
+import os, re, sys, json, datetime, subprocess
 from pathlib import Path
 import torch
 from .core import ClimbkitError, atomic_save_json, atomic_write
@@ -12,7 +12,7 @@ from .cpu import cpu_flags, native_bf16, available_cores, hardware_info
 
 # %% auto #0
 __all__ = ['BLOCK', 'git_state', 'machine_record', 'ledger_table', 'markdown_table', 'record_result', 'load_result', 'provenance',
-           'render_block', 'render_readme', 'check_readme', 'keep_notebook', 'ledger_cli']
+           'render_block', 'render_readme', 'ledger_of', 'check_readme', 'ledger_pages', 'keep_notebook', 'ledger_cli']
 
 # %% ../nbs/07_ledger.ipynb #b49a9d69
 def git_state(where='.') -> dict:
@@ -75,34 +75,47 @@ def load_result(name:str, folder='results') -> dict:
 # %% ../nbs/07_ledger.ipynb #80ff4ce6
 BLOCK = re.compile(r'(<!-- ledger: ([a-z0-9_-]+)/([A-Za-z0-9_-]+) -->\n)(.*?)(<!-- /ledger -->)', re.S)
 
-def provenance(res:dict, name:str) -> str:
-    "One line: which file, command, commit, date and machine a ledger table came from (and the result's notes)."
+def provenance(res:dict, name:str, link:str='results') -> str:
+    "One line: which file (linked through `link`, the ledger folder as the page's reader reaches it), command, commit, date and machine a ledger table came from (and the result's notes)."
     m, commit = res['machine'], res['commit'][:10] + (' + uncommitted changes' if res.get('dirty') else '')
     bf16 = 'AMX bf16' if m.get('amx_bf16') else 'native bf16' if m.get('native_bf16') else 'no native bf16'
-    return (f"<sub>From [`results/{name}.json`](results/{name}.json), written by `{res['command']}` at commit {commit} on "
+    return (f"<sub>From [`results/{name}.json`]({link}/{name}.json), written by `{res['command']}` at commit {commit} on "
             f"{res['date'][:10]}; {m['cpu']}, {m['cores']} cores, {bf16}, torch {m['torch']}. Raw numbers in the file."
             + (f" {res['notes']}" if res.get('notes') else '') + "</sub>")
 
-def render_block(name:str, table_id:str, folder='results') -> str:
-    "The text between a block's markers: caption, table and provenance."
+def render_block(name:str, table_id:str, folder='results', link:str='results') -> str:
+    "The text between a block's markers: caption, table and provenance (its link through `link`)."
     res = load_result(name, folder)
     if table_id not in res['tables']:
         raise ClimbkitError(f"Ledger file results/{name}.json has no table {table_id!r}; it has {', '.join(res['tables'])}.")
     t = res['tables'][table_id]
-    return (f"{t['caption']}\n\n" if t.get('caption') else '') + markdown_table(t) + '\n\n' + provenance(res, name) + '\n'
+    return (f"{t['caption']}\n\n" if t.get('caption') else '') + markdown_table(t) + '\n\n' + provenance(res, name, link) + '\n'
 
-def render_readme(text:str, folder='results', missing:list|None=None) -> str:
+def render_readme(text:str, folder='results', missing:list|None=None, link:str='results') -> str:
     "`text` with every ledger block filled from the ledger `folder`; with a `missing` list, blocks whose file is missing stay as they are and are listed there."
     def fill(m):
         if missing is not None and not (Path(folder)/f'{m.group(2)}.json').exists():
             missing.append(f'{m.group(2)}/{m.group(3)}'); return m.group(0)
-        return m.group(1) + render_block(m.group(2), m.group(3), folder) + m.group(5)
+        return m.group(1) + render_block(m.group(2), m.group(3), folder, link) + m.group(5)
     return BLOCK.sub(fill, text)
 
+def ledger_of(page) -> tuple[Path, str]:
+    "The ledger folder for a Markdown `page` (the nearest `results/` at or above it) and the link to it from the page."
+    here = Path(page).resolve().parent
+    for d in (here, *here.parents):
+        if (d/'results').is_dir(): return d/'results', os.path.relpath(d/'results', here).replace(os.sep, '/')
+    raise ClimbkitError(f"No results/ folder at or above {page}: a page with ledger tables lives in a project with a ledger.")
+
 def check_readme(readme='README.md', folder=None) -> list[str]:
-    "The ledger blocks of `readme` whose text differs from what the ledger (default: `results/` beside it) gives; [] when all agree."
-    text, folder = Path(readme).read_text(), folder or Path(readme).parent/'results'
-    return [f'{m.group(2)}/{m.group(3)}' for m in BLOCK.finditer(text) if m.group(4) != render_block(m.group(2), m.group(3), folder)]
+    "The ledger blocks of the Markdown page `readme` whose text differs from what the ledger (default: the nearest `results/`) gives; [] when all agree."
+    text, (found, link) = Path(readme).read_text(), ledger_of(readme)
+    folder = folder or found
+    return [f'{m.group(2)}/{m.group(3)}' for m in BLOCK.finditer(text) if m.group(4) != render_block(m.group(2), m.group(3), folder, link)]
+
+def ledger_pages(root='.') -> list[Path]:
+    "Every Markdown page of the project at `root` that holds a ledger block: README.md and the guides under nbs/."
+    pages = [Path(root)/'README.md', *sorted((Path(root)/'nbs').rglob('*.md'))]
+    return [p for p in pages if p.is_file() and BLOCK.search(p.read_text())]
 
 # %% ../nbs/07_ledger.ipynb #14ac451a
 def keep_notebook(src, dst, max_kb:int=400) -> Path|None:
@@ -120,22 +133,28 @@ def keep_notebook(src, dst, max_kb:int=400) -> Path|None:
     return Path(dst)
 
 # %% ../nbs/07_ledger.ipynb #6a048369
+def _sync_page(page:Path) -> str:
+    folder, link = ledger_of(page)
+    missing = []
+    atomic_write(page, render_readme(page.read_text(), folder, missing, link))
+    return f'{page}: ledger tables written' + (f"; no ledger file yet for {', '.join(missing)} (left as they were)" if missing else '')
+
 def ledger_cli(argv:list[str]|None=None) -> int:
-    "climbkit-ledger sync|check [README] | keep SRC DST"
+    "climbkit-ledger sync|check [PAGE.md ...] | keep SRC DST; without pages, every page of the project that holds a ledger block"
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in ('sync', 'check', 'keep'):
-        print('usage: climbkit-ledger sync|check [README.md] | keep RENDERED.ipynb results/NAME.ipynb', file=sys.stderr); return 2
+        print('usage: climbkit-ledger sync|check [PAGE.md ...] | keep RENDERED.ipynb results/NAME.ipynb', file=sys.stderr); return 2
     try:
         if argv[0] == 'keep': return 0 if keep_notebook(argv[1], argv[2]) else 1
-        readme = Path(argv[1] if len(argv) > 1 else 'README.md')
+        pages = [Path(a) for a in argv[1:]] or ledger_pages('.')
+        if not pages: print('climbkit-ledger: no page here holds a ledger block (README.md, nbs/**/*.md)', file=sys.stderr); return 1
         if argv[0] == 'sync':
-            missing = []
-            atomic_write(readme, render_readme(readme.read_text(), readme.parent/'results', missing))
-            print(f'{readme}: ledger tables written' + (f"; no ledger file yet for {', '.join(missing)} (left as they were)" if missing else ''))
+            for p in pages: print(_sync_page(p))
             return 0
-        bad = check_readme(readme)
+        bad = {p: check_readme(p) for p in pages}
     except ClimbkitError as e: print(f'climbkit-ledger: {e}', file=sys.stderr); return 1
-    if bad: print(f"{readme}: these tables differ from the ledger: {', '.join(bad)}; run 'climbkit-ledger sync' "
-                  "(after 'make results-NAME' if the result itself is stale).", file=sys.stderr)
-    else: print(f'{readme}: every ledger table agrees with results/')
-    return 1 if bad else 0
+    for p, b in bad.items():
+        if b: print(f"{p}: these tables differ from the ledger: {', '.join(b)}; run 'climbkit-ledger sync' "
+                    "(after 'make results-NAME' if the result itself is stale).", file=sys.stderr)
+        else: print(f'{p}: every ledger table agrees with results/')
+    return 1 if any(bad.values()) else 0
