@@ -12,8 +12,8 @@ from .bench import bench_learner, _batches
 from .plain import PlainGPT, plain_adamw
 
 # %% auto #0
-__all__ = ['MODES', 'SCENARIOS', 'TARGETS', 'child_main', 'share_round', 'sharing_table', 'sharing_rows', 'sharing_verdicts',
-           'sharing_ledger_name', 'sharing_tables']
+__all__ = ['MODES', 'SCENARIOS', 'ONE_SESSION', 'TARGETS', 'child_main', 'share_round', 'sharing_table', 'sharing_rows',
+           'sharing_verdicts', 'sharing_ledger_name', 'sharing_tables']
 
 # %% ../nbs/06c_sharing.ipynb #52c06502
 def _ready():
@@ -60,14 +60,15 @@ MODES = {'auto': "threads 0: the cores other processes leave free, looked at aga
          'all cores': "a thread per core, forced (climbkit's default before)",
          'passive': "a thread per core, forced, with OMP_WAIT_POLICY=PASSIVE (waiting threads sleep at once)"}
 
-def _start(kind:str, mode:str|None, params:dict, seconds:float, warmup:int) -> subprocess.Popen:
-    "One child process; `mode` (see `MODES`) sets its threads and environment; a plain loop keeps PyTorch's defaults."
+def _start(kind:str, mode:str|None, params:dict, seconds:float, warmup:int, own_session:bool=True) -> subprocess.Popen:
+    "One child process; `mode` (see `MODES`) sets its threads and environment; a plain loop keeps PyTorch's defaults. With `own_session` it starts a session of its own, as Jupyter starts every kernel (papermill's too)."
     threads = 0 if mode == 'auto' else available_cores()
     env = {**os.environ, **({'OMP_WAIT_POLICY': 'PASSIVE'} if mode == 'passive' else {})}
     spec = {'kind': kind, 'params': {**params, 'threads': threads}, 'seconds': seconds, 'warmup': warmup}
     code = 'import sys; from climbkit.sharing import child_main; child_main(sys.argv[1])'
     err = tempfile.TemporaryFile(mode='w+')  # a file, not a pipe: a chatty child never blocks on it
-    p = subprocess.Popen([sys.executable, '-c', code, json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+    p = subprocess.Popen([sys.executable, '-c', code, json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+                         env=env, start_new_session=own_session)
     p.err_file = err
     return p
 
@@ -81,10 +82,10 @@ def _read_until(p:subprocess.Popen, done, what:str) -> tuple[str, list[str]]:
     tail = ' '.join(p.err_file.read().strip().splitlines()[-3:])
     raise ClimbkitError(f"A process of the sharing table ({what}) ended with code {p.returncode} before it {'was ready' if done('ready') else 'reported'}: {tail or 'no message'}")
 
-def share_round(procs:list[tuple], params:dict, seconds:float=30, warmup:int=3) -> list[dict]:
-    "Start `procs` ((kind 'run' or 'plain', mode) each) together, let them train `seconds`, and return each run's figures (plain loops are stopped once the runs are done)."
+def share_round(procs:list[tuple], params:dict, seconds:float=30, warmup:int=3, own_sessions:bool=True) -> list[dict]:
+    "Start `procs` ((kind 'run' or 'plain', mode) each) together, each in a session of its own unless not `own_sessions`, let them train `seconds`, and return each run's figures (plain loops are stopped once the runs are done)."
     if not any(kind == 'run' for kind, _ in procs): raise ClimbkitError("A sharing scenario needs at least one 'run' process.")
-    children = [(kind, mode, _start(kind, mode, params, seconds + (30 if kind == 'plain' else 0), warmup)) for kind, mode in procs]
+    children = [(kind, mode, _start(kind, mode, params, seconds + (30 if kind == 'plain' else 0), warmup, own_sessions)) for kind, mode in procs]
     try:
         for kind, mode, p in children: _read_until(p, lambda s: s == 'ready', f'{kind}, {mode}')
         for _, _, p in children: p.stdin.write('go\n'); p.stdin.flush()
@@ -109,7 +110,9 @@ SCENARIOS = {  # name: the processes started together, (kind, mode) each
     'two runs at once, passive waiting': [('run', 'passive'), ('run', 'passive')],
     'beside a plain PyTorch loop': [('run', 'auto'), ('plain', None)],
     'beside a plain PyTorch loop, a thread per core (before)': [('run', 'all cores'), ('plain', None)],
+    'beside a plain PyTorch loop, both in one session': [('run', 'auto'), ('plain', None)],
 }
+ONE_SESSION = {'beside a plain PyTorch loop, both in one session'}  # started by one program: the scheduler shares the cores by thread
 
 def sharing_table(params:dict, seconds:float=30, repeats:int=3, scenarios=None, warmup:int=3, log=print) -> dict:
     "Every scenario (and 'alone', the reference) `repeats` times, interleaved with the order rotating: each run's items/s, and the raw rounds."
@@ -121,7 +124,7 @@ def sharing_table(params:dict, seconds:float=30, repeats:int=3, scenarios=None, 
     for rep in range(repeats):
         for name in names[rep % len(names):] + names[:rep % len(names)]:
             log(f'repeat {rep + 1}/{repeats}: {name}')
-            raw.append({'scenario': name, 'repeat': rep, 'runs': share_round(SCENARIOS[name], params, seconds, warmup)})
+            raw.append({'scenario': name, 'repeat': rep, 'runs': share_round(SCENARIOS[name], params, seconds, warmup, name not in ONE_SESSION)})
     return {'rows': sharing_rows(raw), 'raw': raw, 'seconds': seconds, 'repeats': repeats}
 
 def sharing_rows(raw:list[dict]) -> list[dict]:
