@@ -149,7 +149,7 @@ results-bench: setup
 	$(BIN)/climbkit-ledger sync
 
 ## results-sharing: the route generator in processes started together: alone, two runs at once, beside a plain PyTorch loop;
-## climbkit's default threads, a thread per core (before) and passive waiting; 3 interleaved repeats (about 20 minutes). Writes
+## climbkit's default threads, a thread per core (before) and passive waiting; 3 interleaved repeats (about 40 minutes). Writes
 ## results/sharing-fp32.json or results/sharing-bf16.json, by the kind of CPU
 results-sharing: setup
 	@mkdir -p runs/res-sharing-$(STAMP)
