@@ -270,8 +270,9 @@ results-soak: setup
 params: setup
 	$(BIN)/python -c "from climbkit.run import sync_parameter_cell; sync_parameter_cell('nbs/train.ipynb')"
 
+## lab: JupyterLab on the project root (as root too, as in a container: jupyter refuses root without --allow-root)
 lab: setup
-	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR)
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

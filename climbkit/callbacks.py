@@ -83,7 +83,7 @@ class ProgressCallback(Callback):
               f"{r['items_per_s']:,.0f} items/s  {fmt_time(self.epoch_secs)}  ETA {fmt_time(left)}"
               f"{'  *best' if learn.is_best else ''}", flush=True)
     def after_fit(self, learn):
-        print(f'Stopped: {learn.stop_reason}. Best {learn.cfg.monitor} {learn.best:.4f}.', flush=True)
+        print(f'Stopped: {learn.stop_reason.rstrip(".")}. Best {learn.cfg.monitor} {learn.best:.4f}.', flush=True)
 
 # %% ../nbs/04c_callbacks.ipynb #683709b1
 class CSVLogger(Callback):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .core import ClimbkitError
 from .data import read_json_records
-from .cpu import FastDropout
+from .cpu import FastDropout, decode_threads
 
 # %% auto #0
 __all__ = ['COLUMNS', 'N_ROWS', 'FONT_GRADES', 'V_SCALE', 'GRADES', 'MAX_START', 'MAX_FINISH', 'MIN_HOLDS', 'MAX_HOLDS',
@@ -563,7 +563,11 @@ def nucleus(logits:torch.Tensor, top_p:float) -> torch.Tensor:
     return logits.masked_fill(outside.scatter(-1, order, outside), float('-inf'))
 
 def _draw(model, tok:RouteTokenizer, grade, n, temperature, top_k, gen, constrained, guidance=1.0, top_p=1.0) -> list[list[int]]:
-    "`n` token sequences from `<bos> grade`, each until `<eos>` or the length limit of `tok` and `model`."
+    "`n` token sequences from `<bos> grade`, each until `<eos>` or the length limit of `tok` and `model` (on the threads `decode_threads` gives such a step)."
+    with decode_threads(sum(p.numel() for p in model.parameters()), n * (1 if guidance == 1 else 2)):
+        return _draw_tokens(model, tok, grade, n, temperature, top_k, gen, constrained, guidance, top_p)
+
+def _draw_tokens(model, tok:RouteTokenizer, grade, n, temperature, top_k, gen, constrained, guidance, top_p) -> list[list[int]]:
     seqs, done = torch.tensor([[tok.bos, tok.grade_id(grade)]] * n), torch.zeros(n, dtype=torch.bool)
     next_logits = _next_logits_fn(model, tok.any_grade, guidance)
     while not done.all() and seqs.shape[1] < min(tok.max_len, getattr(model, 'max_seq_len', tok.max_len)):

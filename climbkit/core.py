@@ -160,14 +160,22 @@ def set_rng_state(st:dict):
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
 
 # %% ../nbs/00_core.ipynb #ed10bebb
+def _file_mode(path:Path) -> int:
+    "The permissions a rewrite of `path` keeps: its own where it exists, else what the umask gives a new file (mkstemp's are 0600)."
+    try: return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0); os.umask(umask)
+        return 0o666 & ~umask
+
 def atomic_write(path, data:bytes|str):
-    "Write `data` to `path` through a temporary file and a rename."
+    "Write `data` to `path` through a temporary file and a rename; the file keeps its permissions (a new one gets the umask's)."
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     except OSError as e: raise ClimbkitError(f"Could not write {path}: {e.strerror or e}.") from e
     try:
+        os.fchmod(fd, _file_mode(path))
         with os.fdopen(fd, 'wb') as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush(); os.fsync(f.fileno())

@@ -11,9 +11,10 @@ from torch import nn
 from .core import ClimbkitError
 
 # %% auto #0
-__all__ = ['RECHECK_S', 'PRECISIONS', 'available_cores', 'cpu_busy_seconds', 'CoreWatch', 'threads_for', 'set_threads',
-           'threads_reason', 'recheck_threads', 'cpu_flags', 'native_bf16', 'bf16_numeric_check', 'choose_precision',
-           'autocast', 'keep_mask', 'FastDropout', 'LinearReLU', 'linear_relu_timings', 'matmul_flops', 'hardware_info']
+__all__ = ['RECHECK_S', 'SMALL_DECODE_WORK', 'PRECISIONS', 'available_cores', 'cpu_busy_seconds', 'CoreWatch', 'threads_for',
+           'set_threads', 'threads_reason', 'recheck_threads', 'decode_threads', 'cpu_flags', 'native_bf16',
+           'bf16_numeric_check', 'choose_precision', 'autocast', 'keep_mask', 'FastDropout', 'LinearReLU',
+           'linear_relu_timings', 'matmul_flops', 'hardware_info']
 
 # %% ../nbs/01_cpu.ipynb #75adf318
 def available_cores() -> int:
@@ -91,6 +92,20 @@ def recheck_threads(every_s:float=RECHECK_S, dead_band:float=0.7) -> str|None:
     if n == now: return None
     torch.set_num_threads(n); st['why'] = why
     return f"threads: {now} → {n} ({why})"
+
+# %% ../nbs/01_cpu.ipynb #16829e76
+SMALL_DECODE_WORK = 2e7  # parameters x rows per decoding step below which one thread is fastest (30k x 64: 3x faster on 1 thread)
+
+@contextlib.contextmanager
+def decode_threads(n_params:int, rows:int):
+    "Threads for token-by-token decoding of `rows` sequences by a model of `n_params`: one where a step is too small to share, else the run's; restored after."
+    recheck_threads()  # the run's count follows the other processes here too (every RECHECK_S at most)
+    before = torch.get_num_threads()
+    n = 1 if n_params * rows < SMALL_DECODE_WORK else before
+    if n != before: torch.set_num_threads(n)
+    try: yield n
+    finally:
+        if torch.get_num_threads() != before: torch.set_num_threads(before)
 
 # %% ../nbs/01_cpu.ipynb #915f5059
 def cpu_flags() -> set[str]:

@@ -346,12 +346,15 @@ def _catch_signals(self) -> dict:
 
 @method_of(Learner)
 def _end_fit(self, old_handlers:dict):
-    "Put the signal handlers back, run `after_fit` (without hiding an error on its way out) and release the run folder."
+    "Put the signal handlers back, run `after_fit` (after a failure: every callback's, without hiding the error on its way out) and release the run folder."
     for sig, h in old_handlers.items(): signal.signal(sig, h)
-    try: self._cb('after_fit')
-    except Exception as e2:
-        if not self.stop_reason.startswith('failed'): raise
-        print(f'(also failed while finishing the run: {type(e2).__name__}: {e2})', flush=True)
+    try:
+        if not self.stop_reason.startswith('failed'): return self._cb('after_fit')
+        also = []  # a failed run (a full disk...): each callback still saves and says what it can
+        for cb in self.cbs:
+            try: getattr(cb, 'after_fit', lambda learn: None)(self)
+            except Exception as e2: also.append(f'{type(e2).__name__}: {e2}'.rstrip('.'))
+        if also: print(f"(also failed while finishing the run: {also[0]}{f'; and {len(also) - 1} more' if len(also) > 1 else ''}.)", flush=True)
     finally:
         if self.lock: self.lock.release()
 

@@ -4,12 +4,12 @@
 
 # %% ../nbs/04d_run.ipynb #b015f592
 from __future__ import annotations
-import os, time
+import os, time, warnings
 from pathlib import Path
 
 import torch
 from torch import nn
-from .core import (ClimbkitError, Config, ALIASES, ACCEPTED_ALIASES, resolve_config, load_config_file, seed_everything,
+from .core import (ClimbkitError, ClimbkitWarning, Config, ALIASES, ACCEPTED_ALIASES, resolve_config, load_config_file, seed_everything,
                            atomic_write, atomic_save_json, new_run_dir, find_run_dir, RunLock, check_run_dir_writable, runs_dir,
                            read_run_config, project_path)
 from .cpu import set_threads, choose_precision
@@ -23,10 +23,10 @@ from .trial import TrialReporter, parse_trial_ref, WATCH_ENV
 # %% auto #0
 __all__ = ['RESUME_KEYS', 'PARAMETER_BLOCK', 'check_checkpoint_name', 'find_config_file', 'resolve_run_config', 'parameter_table',
            'task_parameter_names', 'sync_parameter_cell', 'standard_callbacks', 'build_parts', 'worker_callbacks',
-           'start_run', 'notebook_params', 'parameter_names', 'forget_parameters', 'edited_parameter_lines',
-           'interactive_session', 'parameter_cell_error', 'check_parameter_cell', 'check_notebook_file',
-           'parse_cli_args', 'train_cli', 'load_run', 'restore_model', 'rebuild_checkpoint', 'evaluate_checkpoint',
-           'eval_cli']
+           'start_run', 'newest_readable_checkpoint', 'resume_checkpoint', 'notebook_params', 'parameter_names',
+           'forget_parameters', 'edited_parameter_lines', 'interactive_session', 'parameter_cell_error',
+           'check_parameter_cell', 'check_notebook_file', 'parse_cli_args', 'train_cli', 'load_run', 'restore_model',
+           'rebuild_checkpoint', 'evaluate_checkpoint', 'eval_cli']
 
 # %% ../nbs/04d_run.ipynb #8dcdfb91
 # kept from the run being resumed unless given again: the split, what the optimizer state was saved from, and the run's length
@@ -159,10 +159,10 @@ def _locked_run_dir(cfg:Config, world:int, held:dict) -> Path:
     return on_rank0(find_or_make, world)
 
 def _resume_point(task:Task, cfg:Config, params:dict, run_dir:Path) -> tuple[Path, dict]:
-    "The checkpoint to resume from (a file `resume` names, e.g. .../step_3000.pt, else the run's latest.pt), read and checked; parameters not given again that fix the model, the data or the run's length are taken from it."
+    "The checkpoint to resume from (a file `resume` names, e.g. .../step_3000.pt, else the run's latest.pt or, if that cannot be read, the newest readable one), read and checked; parameters not given again that fix the model, the data or the run's length are taken from it."
     named = Path(str(cfg.resume)).expanduser() if not isinstance(cfg.resume, bool) else None
-    ck_path = named if named is not None and named.is_file() else run_dir/'checkpoints'/'latest.pt'
-    ck = load_checkpoint_file(ck_path)
+    if named is not None and named.is_file(): ck_path, ck = named, load_checkpoint_file(named)  # the file asked for, or an error
+    else: ck_path, ck = resume_checkpoint(run_dir)
     saved = ck.get('config', {})
     if saved.get('task') != cfg.task:
         raise ClimbkitError(f"Checkpoint {ck_path} is from task {saved.get('task')!r}, not {cfg.task!r}.")
@@ -203,6 +203,29 @@ def start_run(params:dict|None=None, **kw) -> tuple[Task, Learner]:
         if held.get('lock'): held['lock'].release()
         raise
     return task, learn
+
+# %% ../nbs/04d_run.ipynb #3c5d2e02
+def newest_readable_checkpoint(folder, skip=()) -> tuple[Path, dict]|None:
+    "(path, contents) of the readable checkpoint in `folder` with the highest step (ties: the newer file, then one not named best.pt); None if none can be read. `skip`: file names left out."
+    found = None
+    for p in sorted(Path(folder).glob('*.pt')):
+        if p.name in skip: continue
+        try: ck = load_checkpoint_file(p)
+        except ClimbkitError: continue
+        key = (ck.get('step', 0), p.stat().st_mtime_ns, p.name != 'best.pt')
+        if found is None or key > found[0]: found = (key, p, ck)
+    return found and found[1:]
+
+def resume_checkpoint(run_dir) -> tuple[Path, dict]:
+    "(path, contents) of the checkpoint a resume of `run_dir` starts from: checkpoints/latest.pt, or if it cannot be read, the newest readable checkpoint beside it, with a warning naming both."
+    latest = Path(run_dir)/'checkpoints'/'latest.pt'
+    try: return latest, load_checkpoint_file(latest)
+    except ClimbkitError as e:
+        found = newest_readable_checkpoint(latest.parent, skip={latest.name}) if latest.exists() else None
+        if found is None: raise
+        warnings.warn(f"{str(e).rstrip('.')}; resuming from checkpoints/{found[0].name} (step {found[1].get('step', 0)}) instead, "
+                      f"the newest readable checkpoint of the run.", ClimbkitWarning, stacklevel=2)
+        return found
 
 # %% ../nbs/04d_run.ipynb #d89bb20a
 def notebook_params(namespace:dict, before:set) -> dict:

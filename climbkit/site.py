@@ -5,6 +5,7 @@
 # %% ../nbs/09_site.ipynb #12818be2
 from __future__ import annotations
 import re, sys, json, time, shutil, subprocess
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlparse, unquote
@@ -12,8 +13,9 @@ import yaml
 from .core import ClimbkitError
 
 # %% auto #0
-__all__ = ['RUN_NOTEBOOKS', 'GUIDES', 'FAMILIES', 'notebook_title', 'site_nav', 'site_config', 'stage_site', 'build_site',
-           'broken_links', 'site_cli']
+__all__ = ['RUN_NOTEBOOKS', 'GUIDES', 'FAMILIES', 'COMMAND_WORDS', 'SHELL_FENCES', 'notebook_title', 'site_nav', 'site_config',
+           'stage_site', 'build_site', 'broken_links', 'site_cli', 'DocCommand', 'without_comment', 'is_command',
+           'shell_commands', 'doc_pages', 'documented_commands']
 
 # %% ../nbs/09_site.ipynb #895c9f65
 RUN_NOTEBOOKS = ('train', 'generate', 'sweep', 'compare', 'bench', 'results', 'soak')  # runs, not chapters
@@ -117,3 +119,58 @@ def site_cli(argv:list[str]|None=None) -> int:
     print(f"{built['site']}/index.html: {built['pages']} pages in {built['seconds']:.0f} s; "
           f"{len(built['warnings'])} warning(s), {len(broken)} broken link(s)")
     return 1 if broken else 0
+
+# %% ../nbs/09_site.ipynb #4e8c3f40
+COMMAND_WORDS = ('make', 'papermill', 'torchrun', 'mkdir', 'python', 'climbkit-')  # what a shell line of the docs starts with
+SHELL_FENCES = ('', 'bash', 'sh', 'shell', 'console')
+
+@dataclass(frozen=True)
+class DocCommand:
+    "A command a page shows: the page (relative to the project), where on it (`line 12`, `cell 3, line 2`) and the command."
+    page: str
+    where: str
+    text: str
+    def __str__(self): return f'{self.page} ({self.where}): {self.text}'
+
+def without_comment(line:str) -> str:
+    "`line` without its shell comment: the first `#` outside quotes that starts a word."
+    quote = None
+    for i, ch in enumerate(line):
+        if quote: quote = None if ch == quote else quote
+        elif ch in '\'"': quote = ch
+        elif ch == '#' and (i == 0 or line[i - 1].isspace()): return line[:i].rstrip()
+    return line.rstrip()
+
+def is_command(text:str) -> bool:
+    "A shell line the docs promise: it starts with one of `COMMAND_WORDS`, or names a `climbkit-*` or `nbdev_*` script (by path too)."
+    first = text.split(maxsplit=1)[0] if text.strip() else ''
+    return first in COMMAND_WORDS or Path(first).name.startswith(('climbkit-', 'nbdev_'))
+
+def shell_commands(markdown:str) -> list[tuple[int, str]]:
+    "(line number, command) of each command in `markdown`'s shell blocks (fenced with ``` and no language, bash, sh...)."
+    found, fence = [], None
+    for n, line in enumerate(markdown.splitlines(), 1):
+        s = line.strip()
+        if s.startswith('```'):
+            fence = s[3:].strip().lower() if fence is None else None
+            continue
+        if fence in SHELL_FENCES and is_command(text := without_comment(s)): found.append((n, text))
+    return found
+
+def doc_pages(root='.') -> list[Path]:
+    "The pages whose commands are promises: README, the guides (nbs/guides/*.md) and every notebook in nbs/."
+    root = Path(root)
+    return [root/'README.md', *sorted((root/'nbs'/'guides').glob('*.md')), *sorted((root/'nbs').glob('*.ipynb'))]
+
+def documented_commands(root='.') -> list[DocCommand]:
+    "Every command shown in the shell blocks of the project's pages, in page order (a notebook's markdown cells only)."
+    root, out = Path(root), []
+    for page in doc_pages(root):
+        rel = page.relative_to(root).as_posix()
+        if page.suffix == '.ipynb':
+            cells = json.loads(page.read_text())['cells']
+            for i, c in enumerate(cells):
+                if c['cell_type'] == 'markdown':
+                    out += [DocCommand(rel, f'cell {i}, line {n}', t) for n, t in shell_commands(''.join(c['source']))]
+        elif page.exists(): out += [DocCommand(rel, f'line {n}', t) for n, t in shell_commands(page.read_text())]
+    return out

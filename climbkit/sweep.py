@@ -13,6 +13,7 @@ from .cpu import available_cores
 from .task import TRAIN_DEFAULTS, get_task
 from .run import resolve_run_config, check_notebook_file
 from .trial import (SPEC_FILE, STOP_FILE, HEARTBEAT_FILE, WATCH_ENV, SWEEP_GONE_AFTER, PRUNERS, ATTEMPTS_FILE, open_storage, make_pruner,
+                            journal_path, JournalFile,
                             trial_name, trial_attempts, trial_seconds, _open_attempt_seconds)
 from .compare import leaderboard, find_runs, status_word
 from .sweep_view import SweepProgress
@@ -297,8 +298,11 @@ class SweepDriver:
         return [t for t in self.study.get_trials(deepcopy=False) if not states or t.state in [getattr(TrialState, s) for s in states]]
 
     def orphans(self) -> list[tuple[int, dict]]:
-        "Trials a killed or stopped sweep left running: resumed first, with the parameters they were given."
-        return [(t.number, t.params) for t in self.trials('RUNNING') if t.number not in self.active]
+        "Trials a killed or stopped sweep left running: resumed first, with the parameters they were given (any whose record a failed write lost are asked for again)."
+        import optuna
+        space = parse_space(self.spec.search)
+        return [(t.number, t.params if set(space) <= set(t.params) else suggest(optuna.trial.Trial(self.study, t._trial_id), space))
+                for t in self.trials('RUNNING') if t.number not in self.active]
 
     def ask(self) -> tuple[int, dict]:
         trial = self.study.ask()
@@ -397,6 +401,8 @@ def run_sweep(spec=None, resume=None, out_dir=None, name:str|None=None, replay=N
         lock = RunLock(d).acquire()
         try:
             (d/STOP_FILE).unlink(missing_ok=True)
+            journal = journal_path(spec.storage, d)
+            if journal is not None and journal.exists(): JournalFile(journal).repair()  # a record a failed write left half-written
             study = open_study(spec, d)
             if replay and not study.trials:
                 for t in json.loads((Path(replay)/'sweep.json').read_text())['trials']: study.enqueue_trial(t['params'])

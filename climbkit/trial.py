@@ -4,33 +4,38 @@
 
 # %% ../nbs/04e_trial.ipynb #1053bf5e
 from __future__ import annotations
-import time, warnings
+import os, json, time, warnings
 from pathlib import Path
 from .core import ClimbkitError, ClimbkitWarning, load_config_file, method_of
 from .learner import Callback
 
 # %% auto #0
 __all__ = ['SPEC_FILE', 'JOURNAL_FILE', 'STOP_FILE', 'HEARTBEAT_FILE', 'SWEEP_GONE_AFTER', 'WATCH_ENV', 'PRUNERS',
-           'ATTEMPTS_FILE', 'open_storage', 'make_pruner', 'load_sweep_study', 'parse_trial_ref', 'trial_name',
-           'trial_attempts', 'trial_seconds', 'sweep_alive', 'TrialReporter', 'after_batch', 'after_epoch', 'after_fit']
+           'ATTEMPTS_FILE', 'journal_path', 'open_storage', 'make_pruner', 'load_sweep_study', 'drop_partial_record',
+           'JournalFile', 'parse_trial_ref', 'trial_name', 'trial_attempts', 'trial_seconds', 'sweep_alive',
+           'TrialReporter', 'after_batch', 'after_epoch', 'after_fit']
 
 # %% ../nbs/04e_trial.ipynb #2107c2d2
 SPEC_FILE, JOURNAL_FILE, STOP_FILE, HEARTBEAT_FILE = 'sweep.yaml', 'study.log', 'stop', 'heartbeat'
 SWEEP_GONE_AFTER = 20.0  # seconds without a heartbeat after which a watching trial takes its sweep for dead
 WATCH_ENV = 'CLIMBKIT_SWEEP_WATCH'  # a sweep sets it to its heartbeat token for the runs it launches: they watch it (a run started by hand does not)
 
+def journal_path(storage:str|None, sweep_dir) -> Path|None:
+    "The journal file of a sweep's storage: `storage` if it is a file, else `study.log` in `sweep_dir`; None for a database URL."
+    if storage and '://' in str(storage): return None
+    return Path(storage) if storage else Path(sweep_dir)/JOURNAL_FILE
+
 def open_storage(storage:str|None, sweep_dir):
-    "The Optuna storage of the sweep in `sweep_dir`: a database URL as given, else the journal file `study.log` in the folder."
+    "The Optuna storage of the sweep in `sweep_dir`: a database URL as given, else the journal file `study.log` in the folder (a `JournalFile`)."
     import optuna
     from optuna.storages import JournalStorage, RDBStorage
-    from optuna.storages.journal import JournalFileBackend
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep prints its own progress lines
     if storage and '://' in str(storage):
         try: return RDBStorage(str(storage))
         except Exception as e:
             raise ClimbkitError(f"Sweep storage {storage!r} cannot be opened ({type(e).__name__}: {str(e).splitlines()[0]}); "
                                 f"expected a reachable database URL such as sqlite:///sweeps.db or postgresql://host/db.") from None
-    return JournalStorage(JournalFileBackend(str(Path(storage) if storage else Path(sweep_dir)/JOURNAL_FILE)))
+    return JournalStorage(JournalFile(journal_path(storage, sweep_dir)))
 
 PRUNERS = ('none', 'median', 'hyperband')
 
@@ -49,6 +54,49 @@ def load_sweep_study(sweep_dir):
     pruner = make_pruner(spec.get('pruner', 'none'), spec.get('pruner_warmup', 2), spec.get('pruner_startup', 2))
     try: return optuna.load_study(study_name=spec['study'], storage=open_storage(spec.get('storage'), sweep_dir), pruner=pruner)
     except KeyError: raise ClimbkitError(f"{Path(sweep_dir)/SPEC_FILE} names study {spec.get('study')!r}, which its storage does not hold.") from None
+
+# %% ../nbs/04e_trial.ipynb #7a4c9e02
+def drop_partial_record(path) -> int:
+    "Cut the journal file `path` back to its last complete line (a record whose write failed part-way has no newline); the bytes dropped."
+    with open(path, 'rb+') as f:
+        end = keep = f.seek(0, os.SEEK_END)
+        if end: f.seek(end - 1)
+        if not end or f.read(1) == b'\n': return 0
+        while keep > 0:  # back, a block at a time, to the last newline
+            start = max(keep - 65536, 0); f.seek(start)
+            i = f.read(keep - start).rfind(b'\n')
+            keep = start + i + 1 if i >= 0 else start
+            if i >= 0: break
+        f.truncate(keep)
+    return end - keep
+
+class JournalFile:
+    "The backend of a sweep's Optuna `JournalStorage`: Optuna's journal file, except that a partly written last record is dropped before each append and a failed write is one sentence naming the file."
+    def __init__(self, path):
+        from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+        self.path, self.lock = Path(path), JournalFileSymlinkLock(str(path))  # the lock Optuna's own backend takes
+        self.backend = JournalFileBackend(str(path), self.lock)
+    def read_logs(self, log_number_from:int): return self.backend.read_logs(log_number_from)
+    def _locked(self, fn):
+        try:
+            self.lock.acquire()
+            try: dropped = fn()
+            finally: self.lock.release()
+        except OSError as e:
+            raise ClimbkitError(f"Could not write the sweep's journal {self.path}: {e.strerror or e} (its earlier records are intact; "
+                                f"a partly written one is dropped before the next write).") from None
+        if dropped: print(f'{self.path}: dropped {dropped} bytes at its end, a record whose write failed part-way; the records before it are intact.', flush=True)
+        return dropped
+    def repair(self) -> int:
+        "Drop a partly written last record, saying so; the bytes dropped."
+        return self._locked(lambda: drop_partial_record(self.path))
+    def append_logs(self, logs:list[dict]):
+        data = ''.join(json.dumps(log, separators=(',', ':')) + '\n' for log in logs).encode()  # as Optuna writes them
+        def append():
+            dropped = drop_partial_record(self.path)
+            with open(self.path, 'ab') as f: f.write(data); f.flush(); os.fsync(f.fileno())
+            return dropped
+        self._locked(append)
 
 # %% ../nbs/04e_trial.ipynb #84f42589
 def parse_trial_ref(ref) -> tuple[Path, int]:

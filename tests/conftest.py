@@ -17,6 +17,15 @@ def _env(tmp_path_factory):
     os.environ.pop('CLIMBKIT_PROGRESS', None)
     yield
 
+def copy_project(dest:Path) -> Path:
+    "A copy of the project's pages, notebooks, configs and ledger at `dest` (mtimes kept, so make finds the venv, linked, up to date)."
+    import shutil
+    dest.mkdir(parents=True)
+    for name in ('README.md', 'Makefile', 'settings.ini', 'setup.py'): shutil.copy2(ROOT/name, dest/name)
+    for name in ('nbs', 'results'): shutil.copytree(ROOT/name, dest/name, ignore=shutil.ignore_patterns('.ipynb_checkpoints', '__pycache__'))
+    (dest/'.venv').symlink_to(Path(sys.executable).parent.parent)
+    return dest
+
 def papermill(out_nb, params:dict, cwd=ROOT, check=True, notebook='train.ipynb'):
     "Run nbs/`notebook` through the papermill command line; returns the finished process."
     cmd = [str(Path(sys.executable).parent/'papermill'), str(ROOT/'nbs'/notebook), str(out_nb), '--log-output']

@@ -43,20 +43,76 @@ BASE = {  # tiny, valid settings of each task: a case changes one thing
 }
 
 
-def _permissions_ignored() -> bool:
-    "True for root with CAP_DAC_OVERRIDE (a plain `os.geteuid() == 0`): it writes into read-only folders."
-    if not (hasattr(os, 'geteuid') and os.geteuid() == 0): return False
-    import tempfile
-    d = Path(tempfile.mkdtemp()); (d/'ro').mkdir(); (d/'ro').chmod(0o500)
-    try: (d/'ro'/'probe').write_text('x'); return True
-    except PermissionError: return False
-    finally: (d/'ro').chmod(0o700); shutil.rmtree(d, ignore_errors=True)
+AS_ROOT = hasattr(os, 'geteuid') and os.geteuid() == 0  # root writes into read-only folders (CAP_DAC_OVERRIDE)
 
-needs_non_root = pytest.mark.skipif(_permissions_ignored(), reason='running as root, which ignores file permissions')
+# The child `start_unprivileged` starts: it gives up every capability (it stays uid 0, so it can still start the Python
+# under /root, which `nobody` cannot reach), proves that `blocked` is now closed to it, runs `start_run` and reports
+# what that raised as one JSON line after the marker.
+_CHILD = r'''
+import ctypes, json, os, pickle, sys, traceback
+from pathlib import Path
+args = pickle.loads(sys.stdin.buffer.read())
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(38, 1, 0, 0, 0): sys.exit(f'prctl(PR_SET_NO_NEW_PRIVS) failed: {os.strerror(ctypes.get_errno())}')  # exec gains nothing
+for cap in range(64):  # the bounding set, best effort: no_new_privs above already keeps exec from giving caps back
+    if libc.prctl(24, cap, 0, 0, 0): break  # PR_CAPBSET_DROP; EINVAL past the last capability
+class Head(ctypes.Structure): _fields_ = [('version', ctypes.c_uint32), ('pid', ctypes.c_int)]
+class Caps(ctypes.Structure): _fields_ = [(k, ctypes.c_uint32) for k in ('effective', 'permitted', 'inheritable')]
+if libc.capset(ctypes.byref(Head(0x20080522, 0)), (Caps * 2)()): sys.exit(f'capset failed: {os.strerror(ctypes.get_errno())}')
+status = dict(l.split(':', 1) for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('Cap'))
+held = {k: v.strip() for k, v in status.items() if k in ('CapEff', 'CapPrm', 'CapInh', 'CapAmb') and int(v, 16)}
+if held or len(status) < 4: sys.exit(f'still privileged: {status}')
+blocked = Path(args['blocked'])
+if os.access(blocked, os.W_OK): sys.exit(f'{blocked} is still writable: the test would prove nothing')
+try: fd = os.open(blocked/'.unprivileged-probe', os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+except PermissionError: pass
+else: os.close(fd); os.unlink(blocked/'.unprivileged-probe'); sys.exit(f'could still create a file in {blocked}')
+sys.path[:0] = args['sys_path']
+from climbkit.run import start_run
+try: start_run(args['params']); res = None
+except Exception as e:
+    fr = [f for f in traceback.extract_tb(e.__traceback__) if f'{os.sep}climbkit{os.sep}' in f.filename]
+    res = dict(module=type(e).__module__, qualname=type(e).__qualname__, msg=str(e),
+               origin=f'{fr[-1].name} ({Path(fr[-1].filename).name}:{fr[-1].lineno})' if fr else '(raised outside climbkit)')
+    traceback.print_exc()
+print('@@result@@', json.dumps({'uid': os.getuid(), 'caps': status, 'raised': res}), flush=True)
+'''
+
+
+def start_unprivileged(params:dict, blocked:Path) -> Exception:
+    """What `start_run(params)` raises in a process without root's power to write anywhere (`catch` for root).
+    That process checks that it really cannot write `blocked` first, and fails the test loudly if it can."""
+    import subprocess, sys, importlib
+    args = pickle.dumps(dict(params=params, blocked=str(blocked), sys_path=sys.path))
+    p = subprocess.run([sys.executable, '-c', _CHILD], input=args, capture_output=True, cwd=os.getcwd(), timeout=300)
+    out, err = p.stdout.decode(errors='replace'), p.stderr.decode(errors='replace')
+    print(out[-3000:]); print(err[-3000:])
+    lines = [l for l in out.splitlines() if l.startswith('@@result@@ ')]
+    if p.returncode != 0 or not lines:
+        pytest.fail(f'the unprivileged child failed (exit {p.returncode}):\n{err[-5000:]}\n{out[-2000:]}')
+    res = json.loads(lines[-1].split(' ', 1)[1])
+    assert not any(int(v, 16) for k, v in res['caps'].items() if k in ('CapEff', 'CapPrm')), res['caps']
+    if res['raised'] is None: pytest.fail('no error was raised (in the unprivileged child)')
+    r = res['raised']
+    try:
+        cls = importlib.import_module(r['module'])
+        for part in r['qualname'].split('.'): cls = getattr(cls, part)
+        e = cls(r['msg'])
+        assert str(e) == r['msg']
+    except Exception: e = type(r['qualname'], (Exception,), {})(r['msg'])  # anything else: check_message says what it was
+    e.child_origin = f"{r['origin']}, in the unprivileged child"
+    print(f"[{type(e).__name__} from {e.child_origin}] {e}")
+    return e
+
+
+def start_run_blocked(params:dict, blocked:Path) -> Exception:
+    "What `start_run(params)` raises when `blocked` is read-only: in process, or as root in an unprivileged child."
+    return start_unprivileged(params, blocked) if AS_ROOT else catch(lambda: start_run(params))
 
 
 def origin(e:BaseException) -> str:
     "The innermost climbkit frame of `e`'s traceback (function, file:line), for the failure report."
+    if hasattr(e, 'child_origin'): return e.child_origin
     fr = [f for f in traceback.extract_tb(e.__traceback__) if f'{os.sep}climbkit{os.sep}' in f.filename]
     return f'{fr[-1].name} ({Path(fr[-1].filename).name}:{fr[-1].lineno})' if fr else '(raised outside climbkit)'
 
@@ -610,14 +666,15 @@ def test_out_dir_under_a_file(tmp_path):
     check_message(e, str(f))
 
 
-# Each promise is tested twice: with a read-only folder (skipped as root, which ignores permissions) and with a regular file
-# where the run needs a folder, a failure root cannot write past either (CI runs as root).
+# Each promise is tested twice: with a read-only folder and with a regular file where the run needs a folder. Root
+# writes into read-only folders, so as root (CI) the read-only variant runs `start_run` in a child process that has given
+# up every capability first (`start_unprivileged`); the file in the way stops root as well.
 
 
 @pytest.mark.parametrize('where, how', [
-    pytest.param('out_dir', 'read-only', marks=needs_non_root, id='out_dir-read-only'),
+    pytest.param('out_dir', 'read-only', id='out_dir-read-only'),
     pytest.param('out_dir', 'file-in-the-way', id='run-folder-name-taken-by-a-file'),
-    pytest.param('parent-of-out_dir', 'read-only', marks=needs_non_root, id='parent-of-out_dir-read-only'),
+    pytest.param('parent-of-out_dir', 'read-only', id='parent-of-out_dir-read-only'),
     pytest.param('parent-of-out_dir', 'file-in-the-way', id='parent-of-out_dir-is-a-file'),
 ])
 def test_out_dir_not_writable(tmp_path, where, how):
@@ -629,7 +686,8 @@ def test_out_dir_not_writable(tmp_path, where, how):
     out = ro if where == 'out_dir' else ro/'runs'
     before = tree(tmp_path)
     try:
-        e = catch(lambda: start_run({**QUIET, 'out_dir': out, 'name': 'r'}))
+        params = {**QUIET, 'out_dir': out, 'name': 'r'}
+        e = start_run_blocked(params, blocked) if how == 'read-only' else catch(lambda: start_run(params))
         unchanged(before, tmp_path)
     finally:
         if how == 'read-only': ro.chmod(0o700)
@@ -637,7 +695,7 @@ def test_out_dir_not_writable(tmp_path, where, how):
     check_message(e, str(blocked))
 
 
-@pytest.mark.parametrize('how', [pytest.param('read-only', marks=needs_non_root),
+@pytest.mark.parametrize('how', [pytest.param('read-only'),
                                  pytest.param('figures', id='figures-is-a-file'),
                                  pytest.param('tb', id='tb-is-a-file')])
 def test_resume_into_a_run_folder_that_cannot_be_written(tmp_path, prev, how):
@@ -646,7 +704,8 @@ def test_resume_into_a_run_folder_that_cannot_be_written(tmp_path, prev, how):
     if how != 'read-only': shutil.rmtree(run/how); (run/how).write_text('in the way\n')  # where the run saves its figures / events
     before = tree(run)
     if how == 'read-only': run.chmod(0o500)
-    try: e = catch(lambda: start_run({**QUIET, 'out_dir': tmp_path/'runs', 'resume': run, 'epochs': 3}))
+    params = {**QUIET, 'out_dir': tmp_path/'runs', 'resume': run, 'epochs': 3}
+    try: e = start_run_blocked(params, run) if how == 'read-only' else catch(lambda: start_run(params))
     finally:
         if how == 'read-only': run.chmod(0o700)
     unchanged(before, run)

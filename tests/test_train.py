@@ -1,4 +1,4 @@
-"End-to-end: the train notebook run by papermill, its run folder, resuming, and the real MoonBoard file."
+"End-to-end: the train notebook run by papermill and its run folder (resuming and the real MoonBoard file: tests/test_docs_commands.py runs the documented commands)."
 import json, csv
 from pathlib import Path
 import pytest, torch
@@ -25,31 +25,6 @@ def test_papermill_run_leaves_a_complete_run_folder(tmp_path):
     assert 'unigram' in text and 'bigram' in text  # the baselines are printed beside the model
     assert 'profile: set-up data' in text and 'projected: 2 epochs' in text  # the run measured itself
     assert res['profile']['items_per_s'] > 0 and res['profile']['includes_validation']
-
-def test_resume_continues_counting_epochs(tmp_path):
-    runs = tmp_path/'runs'
-    papermill(tmp_path/'a.ipynb', {**TINY, 'name': 'r', 'out_dir': runs})
-    before = torch.load(runs/'r'/'checkpoints'/'latest.pt', weights_only=False)
-    # model shape is not given again: it comes from the run being resumed
-    small = {k: v for k, v in TINY.items() if k not in ('d_model', 'n_layers', 'n_heads', 'dim_feedforward')}
-    papermill(tmp_path/'b.ipynb', {**small, 'resume': True, 'out_dir': runs, 'epochs': 3})
-    after = torch.load(runs/'r'/'checkpoints'/'latest.pt', weights_only=False)
-    assert before['epoch'] == 2 and after['epoch'] == 3 and after['step'] > before['step']
-    assert [h['epoch'] for h in after['history']] == [1, 2, 3] and after['history'][:2] == before['history']
-    assert [r['epoch'] for r in csv.DictReader((runs/'r'/'metrics.csv').open())] == ['1', '2', '3']
-    assert 'Resuming' in notebook_text(tmp_path/'b.ipynb')
-
-needs_real = pytest.mark.skipif(not (SHARED/'data'/'moonboard2016.json').exists(), reason='../shared/data/moonboard2016.json is not beside this checkout')
-
-@needs_real
-def test_trains_on_the_real_moonboard_file(tmp_path):
-    data = SHARED/'data'/'moonboard2016.json'
-    out = tmp_path/'real.ipynb'
-    papermill(out, {**TINY, 'epochs': 1, 'data': data, 'out_dir': tmp_path/'runs', 'name': 'real'})
-    text = notebook_text(out)
-    assert f'{data}: 13570 routes from 13570 records' in text
-    res = json.loads((tmp_path/'runs'/'real'/'results.json').read_text())
-    assert res['final']['valid_loss'] < res['baselines']['unigram']
 
 def test_interactive_mode_shows_a_live_bar_and_plot(tmp_path, monkeypatch):
     "What JupyterLab gets (forced here, since papermill is detected otherwise): a tqdm widget and a redrawn loss plot."
