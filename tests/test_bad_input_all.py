@@ -511,14 +511,22 @@ def _spoil(checkpoint, kind):
         CKPT_MAKERS[kind](p, p.read_bytes(), torch.load(p, weights_only=False))
     return prep
 
+def _spoil_the_only(checkpoint, kind):
+    "`_spoil`, with every other checkpoint of the run removed first: nothing readable to fall back to (the fallback: tests/test_failed_writes.py)."
+    def prep(run, prev):
+        for p in (run/'checkpoints').glob('*.pt'):
+            if p.name != checkpoint: p.unlink()
+        _spoil(checkpoint, kind)(run, prev)
+    return prep
+
 def _nothing(run, prev): pass
 
 def R(prep, params, needles, id, src='climb'): return pytest.param(prep, params, needles, src, id=id)
 LATEST = '{run}/checkpoints/latest.pt'
 
 RESUME_CASES = [
-    # a damaged checkpoint (the truncated-at-5000-bytes and the foreign-dict cases are in test_bad_input.py)
-    *[R(_spoil('latest.pt', k), {}, (LATEST,), id=f'latest-{k}') for k in ('empty-file', 'random-bytes', 'text', 'a-tensor', 'state_dict-only', 'last-100-bytes-cut')],
+    # a damaged checkpoint and no readable one beside it (the truncated-at-5000-bytes and the foreign-dict cases are in test_bad_input.py)
+    *[R(_spoil_the_only('latest.pt', k), {}, (LATEST,), id=f'latest-{k}') for k in ('empty-file', 'random-bytes', 'text', 'a-tensor', 'state_dict-only', 'last-100-bytes-cut')],
     # another model shape (d_model is in test_bad_input.py)
     R(_nothing, {'n_layers': 2}, (LATEST, 'n_layers=1 (this run: 2)'), id='shape-n_layers'),
     R(_nothing, {'dim_feedforward': 128}, (LATEST, 'dim_feedforward=64 (this run: 128)'), id='shape-dim_feedforward'),

@@ -47,7 +47,7 @@ SIZES = {
     'stories': dict(epochs=1, num_stories=60, hidden_dim=16, num_rules=4, batch_size=8),
     'images': dict(epochs=1, arch='resnet18', image_size=32, classes=3, train_per_class=8, val_per_class=2, batch_size=8),
     'synthetic': dict(epochs=1, n_samples=256, d_in=16, hidden='16,16', batch_size=64),
-    'generate': dict(n=4, metric_samples=2, guidance_sweep='1', best_of_sweep='2', self_best_of_sweep='2'),
+    'generate': dict(n=4, metric_samples=1, guidance_sweep='1', best_of_sweep='2', self_best_of_sweep='2'),
     'sweep': dict(trials=1),
     'bench': dict(steps=6, warmup=1, repeats=1, configs='climb16', ablate='', limit_configs='', ablation_steps=4, freeze_steps=2,
                   n_samples=256, d_in=16, mlp_hidden='16,16', n_routes=300, d_model=32, n_layers=1, n_heads=2, dim_feedforward=64,
@@ -155,7 +155,7 @@ class Workspace:
         "A Dask scheduler on this machine, started once: what tcp://host:8786 stands for."
         if self.cluster is None:
             from dask.distributed import LocalCluster
-            self.cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None)
+            self.cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=':0')
         return self.cluster.scheduler_address
 
     def close(self):

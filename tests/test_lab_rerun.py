@@ -120,7 +120,7 @@ def test_results_bench_soak_and_sweep_work_from_nbs(project, tmp_path):
     assert (project/'results'/'routes.json').exists() and not (project/'nbs'/'results').exists(), text[-2000:]
     # bench and soak: their run folders go to the project's runs/, not nbs/runs
     run_from_nbs(project, tmp_path, 'bench', [*SMALL.items(), ('configs', ''), ('ablate', ''), ('limit_configs', ''), ('scaling_widths', '16'),
-                                               ('scaling_checks', ''), ('name', 'bench-nbs')])
+                                               ('scaling_checks', ''), ('sharing_seconds', 0), ('name', 'bench-nbs')])
     run_from_nbs(project, tmp_path, 'soak', [('steps', 12), ('n_routes', 300), ('threads', 1), ('name', 'soak-nbs')])
     assert (project/'runs'/'bench-nbs').is_dir() and (project/'runs'/'soak-nbs').is_dir() and not (project/'nbs'/'runs').exists()
     # sweep: a settings file typed from the root is found from nbs/, and the sweep folder is the project's
