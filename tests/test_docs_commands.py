@@ -2,13 +2,14 @@
 shell block is collected from the pages themselves (`climbkit.site.documented_commands`), so this file cannot drift from
 them, and runs as written in a copy of the project (the copy's runs/, out.ipynb, _docs/ are its own). What is added:
 - size parameters only: fewer epochs or steps, a tiny model, few routes, samples and trials (`SIZES`, never a setting the
-  command itself gives, except its length: epochs, steps, trials, repeats);
+  command itself gives, except its length: epochs, steps, trials, repeats, num_stories);
 - real stand-ins for what a reader replaces with their own (`STAND_INS`): my_board.json, kilter.db, my-space.yaml,
   /path/to/graph, /data/imagenet, TinyStories-valid.txt, runs/<name>, a Dask scheduler's address.
-Each must exit 0 and leave what its page says it leaves (`LEAVES`). Not run (`NOT_RUN`, each with its reason): `make test`,
-which runs this file, and the long measurements, whose notebooks' own commands run here at a small size. A command that
+Each must exit 0 and leave what its page says it leaves (`leaves`). Not run here (`NOT_RUN`, each with its reason): `make test`,
+which runs this file; `make docs`, which tests/test_docs.py runs; nbdev's two commands, which `make test` runs; and the long
+measurements, whose notebooks' own commands run here at a small size. A command that
 needs data beside the checkout (`../shared/...`) runs where it is there and is skipped elsewhere, saying so."""
-import json, os, re, shlex, shutil, signal, socket, subprocess, sys, time, urllib.request
+import json, os, re, shlex, signal, socket, subprocess, sys, time, urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -2,7 +2,7 @@
 not grow past a limit (RLIMIT_FSIZE: a large write stops there with 'File too large', as on a full disk): a checkpoint, results.json,
 a ledger file and a sweep's journal. Each time the previous file is intact, the child says in one sentence what failed and where, and
 a resume continues exactly. A damaged latest.pt at resume falls back to the newest readable checkpoint, with a warning naming both."""
-import os, sys, csv, json, shutil, hashlib, resource, subprocess, textwrap
+import sys, csv, json, shutil, hashlib, resource, subprocess
 from pathlib import Path
 import pytest, torch, yaml
 from climbkit.core import ClimbkitError, ClimbkitWarning

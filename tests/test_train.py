@@ -1,8 +1,6 @@
 "End-to-end: the train notebook run by papermill and its run folder (resuming and the real MoonBoard file: tests/test_docs_commands.py runs the documented commands)."
 import json, csv
-from pathlib import Path
-import pytest, torch
-from conftest import ROOT, SHARED, TINY, papermill, notebook_text
+from conftest import TINY, papermill, notebook_text
 
 def test_papermill_run_leaves_a_complete_run_folder(tmp_path):
     out = tmp_path/'runs'/'tiny'/'train.ipynb'; out.parent.mkdir(parents=True)
