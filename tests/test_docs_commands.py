@@ -378,7 +378,17 @@ UNIQUE = sorted(dict.fromkeys(c.text for c in COMMANDS), key=order)
 RUNNABLE = [c for c in UNIQUE if not not_run_reason(c)]
 
 def needs_shared(cmd:str) -> bool:
-    return '../shared/' in cmd
+    "The command reads data beside the checkout (`../shared/...`): in its words, or in the data of the config file it names."
+    if '../shared/' in cmd: return True
+    words = shlex.split(cmd.split(' && ')[-1])
+    cfg = dict(pairs(words)).get('config')
+    while cfg:  # the config file and those it extends
+        p = next((c for c in (ROOT/cfg, ROOT/'nbs'/cfg) if c.is_file()), None)
+        if p is None: return False
+        y = yaml.safe_load(p.read_text()) or {}
+        if '../shared/' in str(y.get('data', '')): return True
+        cfg = y.get('extends') and str(p.parent.relative_to(ROOT)/y['extends'])
+    return False
 
 def short(cmd:str) -> str:
     return re.sub(r'\s+', ' ', cmd)[:90]
