@@ -41,14 +41,14 @@ def not_run_reason(cmd:str) -> str|None:
 LENGTH = ('epochs', 'steps', 'trials', 'repeats', 'num_stories')  # num_stories: how much of the data
 SIZES = {
     'climb': dict(epochs=1, n_routes=400, d_model=32, n_layers=1, n_heads=2, dim_feedforward=64, batch_size=32, warmup_steps=5,
-                  metric_samples=2, samples_per_grade=1, best_of=2, guidance_sweep='1', best_of_sweep='2', self_best_of_sweep='2'),
+                  metric_samples=2, samples_per_grade=1, best_of=2, guidance_sweep='1', best_of_sweep='', self_best_of_sweep=''),
     'climb_grade': dict(epochs=1, n_routes=400, channels=4, hidden=8),
     'kg': dict(steps=6, eval_every=3, save_every_steps=3, n_families=10, d_model=32, n_layers=1, n_heads=2, dim_feedforward=64,
                max_seq_len=3, batch_size=64, warmup_steps=2, eval_triples=50),
     'stories': dict(epochs=1, num_stories=60, hidden_dim=16, num_rules=4, batch_size=8),
     'images': dict(epochs=1, arch='resnet18', image_size=32, classes=3, train_per_class=8, val_per_class=2, batch_size=8),
     'synthetic': dict(epochs=1, n_samples=256, d_in=16, hidden='16,16', batch_size=64),
-    'generate': dict(n=4, metric_samples=1, guidance_sweep='1', best_of_sweep='2', self_best_of_sweep='2'),
+    'generate': dict(n=4, metric_samples=1, guidance_sweep='1', best_of_sweep='', self_best_of_sweep=''),
     'sweep': dict(trials=1),
     'bench': dict(steps=6, warmup=1, repeats=1, configs='climb16', ablate='', limit_configs='', ablation_steps=4, freeze_steps=2,
                   n_samples=256, d_in=16, mlp_hidden='16,16', n_routes=300, d_model=32, n_layers=1, n_heads=2, dim_feedforward=64,
