@@ -160,12 +160,16 @@ def set_rng_state(st:dict):
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
 
 # %% ../nbs/00_core.ipynb #ed10bebb
+def _umask() -> int:
+    "This process's umask, read without changing it (os.umask sets it: another thread could create a file meanwhile)."
+    try: return int(re.search(r'^Umask:\s*([0-7]+)', Path('/proc/self/status').read_text(), re.M).group(1), 8)
+    except (OSError, AttributeError):  # no /proc: set and put back at once
+        umask = os.umask(0o077); os.umask(umask); return umask
+
 def _file_mode(path:Path) -> int:
     "The permissions a rewrite of `path` keeps: its own where it exists, else what the umask gives a new file (mkstemp's are 0600)."
     try: return path.stat().st_mode & 0o7777
-    except OSError:
-        umask = os.umask(0); os.umask(umask)
-        return 0o666 & ~umask
+    except OSError: return 0o666 & ~_umask()
 
 def atomic_write(path, data:bytes|str):
     "Write `data` to `path` through a temporary file and a rename; the file keeps its permissions (a new one gets the umask's)."

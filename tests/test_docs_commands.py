@@ -19,7 +19,8 @@ import yaml
 from conftest import ROOT, SHARED, notebook_text, copy_project
 from climbkit.site import documented_commands
 from climbkit.compare import status_word
-from climbkit.core import list_runs
+from climbkit.core import list_runs, load_config_file
+from climbkit.run import find_config_file
 
 COMMANDS = documented_commands(ROOT)
 VENV = Path(sys.executable).parent.parent  # the venv running the tests: the copy's .venv is a link to it
@@ -64,18 +65,14 @@ SWEEP_SIZES = dict(epochs=1, checkpoint_every=4, n_routes=400, n_layers=1, n_hea
                    best_of=2, guidance_sweep='', best_of_sweep='', self_best_of_sweep='')
 SWEEP_WIDTHS = {'choice': [16, 32]}  # d_model, searched as the flagship's sweep searches it
 
-def task_of(words:list[str], proj:Path) -> str:
-    "The task a train command trains: its `-p task`, else its config file's (followed through `extends`), else climb."
-    given = dict(pairs(words))
-    if 'task' in given: return given['task']
-    cfg = given.get('config')
-    while cfg:
-        p = next((c for c in (proj/cfg, proj/'nbs'/cfg) if c.is_file()), None)
-        if p is None: break
-        y = yaml.safe_load(p.read_text()) or {}
-        if 'task' in y: return y['task']
-        cfg = y.get('extends') and str(p.parent.relative_to(proj)/y['extends'])
-    return 'climb'
+def config_of(words:list[str]) -> dict:
+    "The settings of the config file a papermill command names (`-p config`), as a run reads them (found as it finds it, `extends` followed)."
+    cfg = dict(pairs(words)).get('config')
+    return load_config_file(find_config_file(cfg)) if cfg else {}
+
+def task_of(words:list[str]) -> str:
+    "The task a train command trains: its `-p task`, else its config file's, else climb."
+    return dict(pairs(words)).get('task') or config_of(words).get('task', 'climb')
 
 def pairs(words:list[str]) -> list[tuple[str, str]]:
     "The (name, value) of each `-p name value` in a papermill command's words."
@@ -213,7 +210,7 @@ def size_papermill(ws:Workspace, words:list[str]) -> str:
     "The `-p` size parameters for one `papermill nbs/X.ipynb OUT ...` command."
     nb, given = Path(words[1]).stem, dict(pairs(words))
     if nb == 'train':
-        task = task_of(words, ws.proj)
+        task = task_of(words)
         sizes = dict(SIZES[task])
         if given.get('resume') not in (None, 'False'):  # a resumed run: one epoch more than the newest has
             done = json.loads((_newest(ws, task, 'latest.pt')/'results.json').read_text())['epochs']
@@ -318,7 +315,7 @@ def leaves(ws:Workspace, o:Outcome):
                 continued(o)
             else:
                 assert len(o.new) == 1, f'expected one new run folder, got {o.new}'
-                finished(o.new[0], task_of(words, ws.proj))
+                finished(o.new[0], task_of(words))
                 if given.get('name'): assert o.new[0].name == given['name']
                 if given.get('data', '').endswith('moonboard2016.json'):  # the real file: every record read, and learned from
                     assert 'moonboard2016.json: 13570 routes from 13570 records' in text
@@ -358,8 +355,9 @@ def leaves(ws:Workspace, o:Outcome):
         else: assert len(o.new) == 1; finished(o.new[0], 'climb')
     if Path(words[0]).name == 'climbkit-eval':
         assert 'mrr' in (o.proc.stdout + o.proc.stderr).lower()
-        if '--json' in words: assert 'mrr' in json.loads((ws.proj/words[words.index('--json') + 1]).read_text()).get('valid', {}) or \
-                                     'mrr' in json.dumps(json.loads((ws.proj/words[words.index('--json') + 1]).read_text()))
+        if '--json' in words:  # the figures, as a file
+            res = json.loads((ws.proj/words[words.index('--json') + 1]).read_text())
+            assert res['task'] == 'kg' and 0 < res['test_mrr'] <= 1
     if Path(words[0]).name == 'climbkit-sweep': assert 'complete' in o.proc.stdout
     if words[0] == 'python' and 'make_subset' in o.ran:
         dst = re.findall(r"'([^']+)'", o.ran)[-1]
@@ -379,16 +377,7 @@ RUNNABLE = [c for c in UNIQUE if not not_run_reason(c)]
 
 def needs_shared(cmd:str) -> bool:
     "The command reads data beside the checkout (`../shared/...`): in its words, or in the data of the config file it names."
-    if '../shared/' in cmd: return True
-    words = shlex.split(cmd.split(' && ')[-1])
-    cfg = dict(pairs(words)).get('config')
-    while cfg:  # the config file and those it extends
-        p = next((c for c in (ROOT/cfg, ROOT/'nbs'/cfg) if c.is_file()), None)
-        if p is None: return False
-        y = yaml.safe_load(p.read_text()) or {}
-        if '../shared/' in str(y.get('data', '')): return True
-        cfg = y.get('extends') and str(p.parent.relative_to(ROOT)/y['extends'])
-    return False
+    return '../shared/' in cmd or '../shared/' in str(config_of(shlex.split(cmd.split(' && ')[-1])).get('data', ''))
 
 def short(cmd:str) -> str:
     return re.sub(r'\s+', ' ', cmd)[:90]
@@ -413,11 +402,11 @@ def test_documented_command(ws, cmd):
     sweep = re.fullmatch(r'make sweep SWEEP=(\S+)', cmd)
     if sweep and not (ws.proj/'runs'/sweep.group(1)).is_dir(): kill_a_sweep(ws, sweep.group(1))  # "after a kill"
     if 'compare' in cmd: _newest(ws, 'climb')  # runs to compare (when this test runs alone, with -k)
-    before = set(ws.runs(checkpoint='latest.pt'))
     resumed = None
     if re.search(r'-p resume True|--resume true', cmd):  # the run it will continue, as it is now
         import torch
         run = _newest(ws, 'climb', 'latest.pt'); resumed = (run, torch.load(run/'checkpoints'/'latest.pt', weights_only=False))
+    before = set(ws.runs(checkpoint='latest.pt'))
     ran, before_pages = expand(ws, cmd), pages(ws)
     proc = ws.run(ran)
     leaves(ws, Outcome(cmd, ran, proc, new_runs(ws, before), resumed, before_pages))
