@@ -131,6 +131,8 @@ soak: setup
 RESULTS := bench limit sharing samples grader routes stories kg images tiny profiles soak sweep
 SHARED_DATA ?= ../shared/data
 STAMP := $(shell date +%Y%m%d-%H%M%S)
+# fp32 or bf16: the kind of CPU the timings come from (each kind has its own ledger files); read when a recipe uses it, after setup
+KIND = $(shell $(BIN)/python -c 'from climbkit.ledger import machine_kind; print(machine_kind())')
 # $(call train_run,NAME,PARAMETERS): one papermill run of nbs/train.ipynb into runs/res-NAME-<stamp>/
 train_run = mkdir -p runs/res-$(1)-$(STAMP) && $(BIN)/papermill nbs/train.ipynb runs/res-$(1)-$(STAMP)/train.ipynb \
   -p name res-$(1)-$(STAMP) -p out_dir runs --log-output $(2)
@@ -140,12 +142,13 @@ collect = $(BIN)/papermill nbs/results.ipynb results/$(1).ipynb -p result $(1) -
 
 results: $(addprefix results-,$(RESULTS))
 
-## results-bench: the fair benchmark, 3 interleaved repeats; the aids switched on and off at batch 16 (about 40 minutes on 2 cores without native bf16)
+## results-bench: the fair benchmark, 3 interleaved repeats; the aids switched on and off at batch 16 (about 40 minutes on 2 cores without native bf16);
+## results/bench-fp32.json or results/bench-bf16.json, by the kind of CPU
 results-bench: setup
 	@mkdir -p runs/res-bench-$(STAMP)
 	$(BIN)/papermill nbs/bench.ipynb runs/res-bench-$(STAMP)/bench.ipynb -p name res-bench-$(STAMP) -p out_dir runs -p repeats 3 -p ablate 'mlp climb16' -p sharing_seconds 0 \
 	  -p ledger results -p ledger_command 'make results-bench' --log-output $(ARGS)
-	$(BIN)/climbkit-ledger keep runs/res-bench-$(STAMP)/bench.ipynb results/bench.ipynb
+	$(BIN)/climbkit-ledger keep runs/res-bench-$(STAMP)/bench.ipynb results/bench-$(KIND).ipynb
 	$(BIN)/climbkit-ledger sync
 
 ## results-sharing: the route generator in processes started together: alone, two runs at once, beside a plain PyTorch loop;
@@ -159,13 +162,14 @@ results-sharing: setup
 
 ## results-limit: each configuration against its floor, its own matrix products alone (the route generator at batch 16 and 64, the 80M
 ## knowledge-graph model on UMLS, ResNet-50 at 224 px; 3 interleaved repeats), the measures that could close the gap on and off at
-## batch 16 and 64, and how cost grows with the route generator's width and batch (about 40 minutes on 2 cores without native bf16)
+## batch 16 and 64, and how cost grows with the route generator's width and batch (about 40 minutes on 2 cores without native bf16);
+## results/limit-fp32.json or results/limit-bf16.json, by the kind of CPU
 results-limit: setup
 	@mkdir -p runs/res-limit-$(STAMP)
 	$(BIN)/papermill nbs/bench.ipynb runs/res-limit-$(STAMP)/bench.ipynb -p name res-limit-$(STAMP) -p out_dir runs -p configs '' \
 	  -p ablate 'climb16 climb64' -p ablations 'compile dropout' -p freeze_steps 6 -p kg_data $(SHARED_DATA)/kg/umls -p sharing_seconds 0 \
 	  -p ledger results -p ledger_command 'make results-limit' --log-output $(ARGS)
-	$(BIN)/climbkit-ledger keep runs/res-limit-$(STAMP)/bench.ipynb results/limit.ipynb
+	$(BIN)/climbkit-ledger keep runs/res-limit-$(STAMP)/bench.ipynb results/limit-$(KIND).ipynb
 	$(BIN)/climbkit-ledger sync
 
 ## results-grader: the grade predictor's ablation on the MoonBoard 2016 file: each variant with GRADE_SEEDS seeds (the default CNN, one-hot

@@ -11,8 +11,9 @@ from .core import ClimbkitError, atomic_save_json, atomic_write
 from .cpu import cpu_flags, native_bf16, available_cores, hardware_info
 
 # %% auto #0
-__all__ = ['BLOCK', 'git_state', 'machine_record', 'ledger_table', 'markdown_table', 'record_result', 'load_result', 'provenance',
-           'render_block', 'render_readme', 'ledger_of', 'check_readme', 'ledger_pages', 'keep_notebook', 'ledger_cli']
+__all__ = ['BLOCK', 'git_state', 'machine_record', 'machine_kind', 'kind_name', 'ledger_table', 'markdown_table', 'record_result',
+           'load_result', 'provenance', 'render_block', 'render_readme', 'ledger_of', 'check_readme', 'ledger_pages',
+           'keep_notebook', 'ledger_cli']
 
 # %% ../nbs/07_ledger.ipynb #b49a9d69
 def git_state(where='.') -> dict:
@@ -29,6 +30,14 @@ def machine_record() -> dict:
     return {'cpu': hw['processor'], 'cores': available_cores(), 'torch': torch.__version__, 'python': sys.version.split()[0],
             'native_bf16': native_bf16(), 'amx_bf16': 'amx_bf16' in flags, 'avx512_bf16': 'avx512_bf16' in flags,
             'gpu': hw['cuda'], 'platform': hw['platform']}
+
+def machine_kind() -> str:
+    "'bf16' on a CPU that computes bf16 natively (AVX512-BF16, AMX), else 'fp32': timings of one kind are never compared with or written over the other's."
+    return 'bf16' if native_bf16() else 'fp32'
+
+def kind_name(base:str) -> str:
+    "The ledger name of a timing result `base` for this kind of machine: `bench-fp32`, `bench-bf16`, ..."
+    return f'{base}-{machine_kind()}'
 
 # %% ../nbs/07_ledger.ipynb #a6061a88
 def _cell(value, fmt) -> str:

@@ -162,8 +162,8 @@ def sharing_verdicts(rows:list[dict]) -> list[str]:
 
 def sharing_ledger_name() -> str:
     "The ledger file of this kind of machine: one kind's figures never overwrite another's."
-    from climbkit.cpu import native_bf16
-    return 'sharing-bf16' if native_bf16() else 'sharing-fp32'
+    from climbkit.ledger import kind_name
+    return kind_name('sharing')
 
 def sharing_tables(res:dict, machine:str='') -> dict:
     "The sharing table for the ledger from `sharing_table`'s result."

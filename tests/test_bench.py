@@ -5,7 +5,7 @@ import pytest
 from climbkit.core import ClimbkitError
 import yaml
 from conftest import papermill, notebook_text
-from climbkit.ledger import load_result
+from climbkit.ledger import load_result, kind_name
 from climbkit.cpu import choose_precision
 from climbkit.sharing import SCENARIOS, sharing_ledger_name
 
@@ -69,16 +69,16 @@ def test_bench_notebook(tmp_path):
     assert 'vs plain bf16' in text and 'vs default' in text and 'parameters frozen' in text and 'plain fp32 loop' in text
     assert set(res['breakdown']) == {'mlp', 'climb64'} and res['breakdown']['climb64']['kinds']['matrix products'] > 0
     # the ledger: the tables README shows, with provenance and every repeat
-    led = load_result('bench', tmp_path/'results')
+    led = load_result(kind_name('bench'), tmp_path/'results')
     assert led['command'] == 'make results-bench' and led['machine']['cores'] >= 1 and len(led['commit']) in (40, 7)
     assert set(led['tables']) == {'comparison', 'ablation', 'freezing', 'breakdown'} and len(led['raw']['runs']) == 18
     cmp = led['tables']['comparison']
     assert len(cmp['rows']) == 9 and cmp['columns'][:3] == ['configuration', 'loop', 'ms/step'] and cmp['rows'][1][0] == ''
     assert cmp['rows'][0][4].startswith(f"{by[('mlp', 'climbkit')]['vs plain bf16']:.2f}x (")
-    assert (tmp_path/'results'/'bench-comparison.png').stat().st_size > 1000
-    lled = load_result('limit', tmp_path/'results')
+    assert (tmp_path/'results'/f"{kind_name('bench')}-comparison.png").stat().st_size > 1000
+    lled = load_result(kind_name('limit'), tmp_path/'results')
     assert set(lled['tables']) == {'floor', 'parts', 'scaling', 'checks', 'gap'} and len(lled['tables']['floor']['rows']) == 3
-    assert len(lled['raw']['limit']['kg']['runs']) == 2 and (tmp_path/'results'/'limit-parts.png').exists() and (tmp_path/'results'/'limit-scaling.png').exists()
+    assert len(lled['raw']['limit']['kg']['runs']) == 2 and (tmp_path/'results'/f"{kind_name('limit')}-parts.png").exists() and (tmp_path/'results'/f"{kind_name('limit')}-scaling.png").exists()
     # sharing the machine: every scenario in its own processes, the targets checked, a ledger file for this kind of CPU
     sh = res['sharing']
     assert [r['scenario'] for r in sh['rows']] == list(SCENARIOS) and len(sh['raw']) == len(SCENARIOS) and len(sh['verdicts']) == 3
@@ -88,13 +88,13 @@ def test_bench_notebook(tmp_path):
     assert (tmp_path/'results'/f'{sharing_ledger_name()}.png').stat().st_size > 1000 and 'two runs at once: together' in text
 
 def test_bench_runs_only_the_parts_asked_for(tmp_path):
-    "configs='' ablate='' limit_configs='' sharing_seconds=0: no comparison, no ablation, no limit, no sharing table; only the scaling study, into limit.json (make results-limit's way of leaving parts out)."
+    "configs='' ablate='' limit_configs='' sharing_seconds=0: no comparison, no ablation, no limit, no sharing table; only the scaling study, into limit-<kind>.json (make results-limit's way of leaving parts out)."
     papermill(tmp_path/'s.ipynb', {**SMALL, 'configs': '', 'ablate': '', 'limit_configs': '', 'scaling_widths': '16', 'scaling_checks': '', 'sharing_seconds': 0,
                                    'out_dir': tmp_path/'runs', 'name': 's', 'ledger': tmp_path/'results'}, notebook='bench.ipynb')
     res = json.loads((tmp_path/'runs'/'s'/'results.json').read_text())
     assert res['comparison'] == [] and res['ablation'] == {} and res['limit'] == {} and len(res['scaling']) == 1 and res['scaling_checks'] == []
     assert {p.name for p in (tmp_path/'runs'/'s'/'figures').iterdir()} == {'scaling.png'}
-    assert not (tmp_path/'results'/'bench.json').exists() and set(load_result('limit', tmp_path/'results')['tables']) == {'scaling'}
+    assert not list((tmp_path/'results').glob('bench*.json')) and set(load_result(kind_name('limit'), tmp_path/'results')['tables']) == {'scaling'}
 
 def bench_checks(**params):
     "Run bench.ipynb's parameter cell, `params` and its checking cell in this process, as papermill runs them first (no kernel, no run folder)."
