@@ -142,11 +142,12 @@ collect = $(BIN)/papermill nbs/results.ipynb results/$(1).ipynb -p result $(1) -
 
 results: $(addprefix results-,$(RESULTS))
 
-## results-bench: the fair benchmark, 3 interleaved repeats; the aids switched on and off at batch 16 (about 40 minutes on 2 cores without native bf16);
+## results-bench: the fair benchmark, 3 interleaved repeats; the aids switched on and off at batch 16 (about 40 minutes on 2 cores without native bf16;
+## the floor and scaling study are results-limit's, left out here so that one never overwrites the other's ledger file);
 ## results/bench-fp32.json or results/bench-bf16.json, by the kind of CPU
 results-bench: setup
 	@mkdir -p runs/res-bench-$(STAMP)
-	$(BIN)/papermill nbs/bench.ipynb runs/res-bench-$(STAMP)/bench.ipynb -p name res-bench-$(STAMP) -p out_dir runs -p repeats 3 -p ablate 'mlp climb16' -p sharing_seconds 0 \
+	$(BIN)/papermill nbs/bench.ipynb runs/res-bench-$(STAMP)/bench.ipynb -p name res-bench-$(STAMP) -p out_dir runs -p repeats 3 -p ablate 'mlp climb16' -p sharing_seconds 0 -p limit_configs '' -p scaling_widths '' \
 	  -p ledger results -p ledger_command 'make results-bench' --log-output $(ARGS)
 	$(BIN)/climbkit-ledger keep runs/res-bench-$(STAMP)/bench.ipynb results/bench-$(KIND).ipynb
 	$(BIN)/climbkit-ledger sync

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .core import ClimbkitError
 from .data import read_json_records
-from .cpu import FastDropout, decode_threads
+from .cpu import FastDropout, decode_threads, autocast
 
 # %% auto #0
 __all__ = ['COLUMNS', 'N_ROWS', 'FONT_GRADES', 'V_SCALE', 'GRADES', 'MAX_START', 'MAX_FINISH', 'MIN_HOLDS', 'MAX_HOLDS',
@@ -625,49 +625,56 @@ def _best_of(cands:Samples, k:int, grade:str, score, reach:float|None=None, boar
 
 @torch.no_grad()
 def route_log_likelihoods(model:nn.Module, routes:Sequence[Route], tok:RouteTokenizer, grades:Sequence[str]|None=None,
-                          batch_tokens:int=65536) -> torch.Tensor:
-    "log p(route | grade) under `model` (in eval mode: no dropout), teacher-forced, for every route and each of `grades` (default: the board's): [routes, grades]."
+                          batch_tokens:int=65536, precision:str='fp32') -> torch.Tensor:
+    """log p(route | grade) under `model` (in eval mode: no dropout), teacher-forced, for every route and each of `grades` (default:
+    the board's): [routes, grades]. `precision` 'bf16': the products in bf16 autocast (where the CPU computes it natively, about twice
+    as fast), the log-probabilities in fp32."""
     grades, dev, was_training = list(grades or tok.board.grades), next(model.parameters()).device, model.training
     model.eval()
-    try: return _log_likelihoods(model, [tok.encode(r) for r in routes], tok, grades, dev, batch_tokens)
+    try: return _log_likelihoods(model, [tok.encode(r) for r in routes], tok, grades, dev, batch_tokens, precision)
     finally: model.train(was_training)
 
-def _log_likelihoods(model, seqs, tok, grades, dev, batch_tokens) -> torch.Tensor:
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # similar lengths together: little padding
-    out, per_chunk = torch.zeros(len(seqs), len(grades)), max(1, batch_tokens // (tok.max_len * len(grades)))
-    for c in range(0, len(order), per_chunk):
-        idx = order[c:c + per_chunk]
-        x = torch.full((len(idx), max(len(seqs[i]) for i in idx)), tok.pad, dtype=torch.long)
-        for j, i in enumerate(idx): x[j, :len(seqs[i])] = torch.tensor(seqs[i])
-        x = x.repeat(len(grades), 1)  # grade-major: every route once per grade
-        x[:, 1] = torch.tensor([tok.grade_id(g) for g in grades]).repeat_interleave(len(idx))
-        y = x[:, 2:]  # the tokens after the grade: what the grade explains
-        logp = model(x[:, :-1].to(dev))[:, 1:].float().log_softmax(-1).cpu()
-        out[idx] = (logp.gather(-1, y[..., None]).squeeze(-1) * (y != tok.pad)).sum(1).view(len(grades), len(idx)).T
+def _log_likelihoods(model, seqs, tok, grades, dev, batch_tokens, precision) -> torch.Tensor:
+    "Routes of one length go together, so no product is spent on padding (a pad token costs what a hold costs)."
+    out, grade_ids = torch.zeros(len(seqs), len(grades)), torch.tensor([tok.grade_id(g) for g in grades])
+    by_length = {}
+    for i, s in enumerate(seqs): by_length.setdefault(len(s), []).append(i)
+    for length, members in sorted(by_length.items()):
+        per_chunk = max(1, batch_tokens // (length * len(grades)))
+        for c in range(0, len(members), per_chunk):
+            idx = members[c:c + per_chunk]
+            x = torch.tensor([seqs[i] for i in idx]).repeat(len(grades), 1)  # grade-major: every route once per grade
+            x[:, 1] = grade_ids.repeat_interleave(len(idx))
+            y = x[:, 2:]  # the tokens after the grade: what the grade explains
+            with autocast(precision, dev): logits = model(x[:, :-1].to(dev))
+            logp = logits[:, 1:].float().log_softmax(-1).cpu()
+            out[idx] = logp.gather(-1, y[..., None]).squeeze(-1).sum(1).view(len(grades), len(idx)).T
     return out
 
-def grade_posterior(model:nn.Module, routes:Sequence[Route], tok:RouteTokenizer, prior=None) -> torch.Tensor:
+def grade_posterior(model:nn.Module, routes:Sequence[Route], tok:RouteTokenizer, prior=None, precision:str='fp32') -> torch.Tensor:
     """log p(grade | route) for every grade of the board, by Bayes from the generator's own likelihood:
     p(grade | route) ∝ p(route | grade) · p(grade), `prior` the grades' weights (e.g. training counts; default: uniform)."""
     w = torch.ones(len(tok.board.grades)) if prior is None else torch.as_tensor(prior, dtype=torch.float) + 1  # add-one: no grade ruled out
-    return (route_log_likelihoods(model, routes, tok) + (w / w.sum()).log()).log_softmax(-1)
+    return (route_log_likelihoods(model, routes, tok, precision=precision) + (w / w.sum()).log()).log_softmax(-1)
 
-def self_judge(model:nn.Module, tok:RouteTokenizer, prior=None):
+def self_judge(model:nn.Module, tok:RouteTokenizer, prior=None, precision:str='fp32'):
     "A judge for `best_of`: the generator's own posterior probability that each route is of the grade asked."
-    def score(routes, grade): return grade_posterior(model, routes, tok, prior)[:, tok.board.grades.index(grade)].exp().tolist()
+    def score(routes, grade): return grade_posterior(model, routes, tok, prior, precision)[:, tok.board.grades.index(grade)].exp().tolist()
     return score
 
 @torch.no_grad()
 def sample_routes(model:nn.Module, grade:str, n:int=6, temperature:float=1.0, top_k:int=0, seed:int|None=None,
                   tok:RouteTokenizer|None=None, constrained:bool=True, retries:int=3, guidance:float=1.0,
-                  best_of:int=1, score=None, rerank:str|None=None, grade_prior=None, top_p:float=1.0, reach=None) -> Samples:
+                  best_of:int=1, score=None, rerank:str|None=None, grade_prior=None, top_p:float=1.0, reach=None,
+                  precision:str='fp32') -> Samples:
     """Sample `n` routes of `grade` from `model` (None: no route); a constrained draw that ends in none is redrawn up to
     `retries` times. `guidance`: classifier-free guidance (1: plain conditional sampling; the model must have learned the
     null grade). `best_of`: draw that many candidates per route and keep the one most likely of `grade`, by `rerank`:
     'self', the generator's own grade posterior (with `grade_prior`, the training grades' counts), or 'grader', the judge
     `score(routes, grade)` (higher: more likely); None: 'grader' when a `score` is given, else 'self'. `top_p`: draw each
     token from the nucleus (1: the whole distribution). `reach` ({grade: board units}, e.g. `grade_reach` of the training
-    routes): best-of keeps a candidate beyond its grade's reach only where none of its group is within."""
+    routes): best-of keeps a candidate beyond its grade's reach only where none of its group is within. `precision`: that of the
+    self-reranking pass ('bf16' where the CPU computes it natively; the draws themselves are fp32)."""
     tok = tok or RouteTokenizer()
     rerank = rerank or ('grader' if score is not None else 'self')
     _check_sampling(tok, grade, n, temperature, top_k, retries, guidance, best_of, score, rerank, top_p)
@@ -676,7 +683,7 @@ def sample_routes(model:nn.Module, grade:str, n:int=6, temperature:float=1.0, to
     try:
         out = _draw_routes(draw, tok, n * best_of, constrained, retries)
         if best_of > 1:
-            out = _best_of(out, best_of, grade, score if rerank == 'grader' else self_judge(model, tok, grade_prior),
+            out = _best_of(out, best_of, grade, score if rerank == 'grader' else self_judge(model, tok, grade_prior, precision),
                            reach.get(parse_grade(grade, tok.board.grades)) if reach else None, tok.board)
     finally: model.train(was_training)
     return out

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .core import ClimbkitError, save_figure, StepProgress
+from .cpu import choose_precision
 from .data import split_indices
 from .run import restore_model
 from .metrics import novelty, uniqueness, jaccard_diversity, js_divergence, ordinal_agreement
@@ -37,6 +38,7 @@ class Generator:
     data: ClimbData
     run_dir: Path
     cfg: dict
+    precision: str = 'fp32'  # of the self-reranking pass: load_generator picks bf16 where the CPU computes it natively
     _train: tuple|None = field(default=None, init=False, repr=False, compare=False)
     _reach: tuple|None = field(default=None, init=False, repr=False, compare=False)
     @property
@@ -73,7 +75,7 @@ class Generator:
         return sample_routes(self.model, grade, n, temperature, top_k, seed, self.tokenizer, constrained, guidance=guidance,
                              best_of=best_of, score=judge.score if judge else None, rerank=rerank,
                              grade_prior=self.grade_prior() if best_of > 1 else None, top_p=top_p,
-                             reach=self.grade_reach() if best_of > 1 else None)
+                             reach=self.grade_reach() if best_of > 1 else None, precision=self.precision)
 
 def load_generator(run_dir, checkpoint:str='best.pt') -> Generator:
     "A checkpoint (default: the best) of a `climb` run, ready to sample."
@@ -81,7 +83,7 @@ def load_generator(run_dir, checkpoint:str='best.pt') -> Generator:
     run_dir, cfg, path, cd = load_climb_run(run_dir, 'climb', checkpoint, required=keys)
     model = RouteTransformer(len(cd.tokenizer), **{k: cfg[k] for k in keys}, dropout=0.0)
     restore_model(model, path, cfg, keys)
-    return Generator(model, cd, run_dir, cfg)
+    return Generator(model, cd, run_dir, cfg, choose_precision('auto')[0])
 
 # %% ../nbs/14_climb_eval.ipynb #f03dcb66
 def hold_set(r:Route) -> frozenset: return frozenset(r.holds)
