@@ -128,7 +128,7 @@ soak: setup
 
 ## results: rewrite the ledger (results/*.json, each with its command, commit, date, machine and raw figures) and README's
 ## tables from it; one part at a time: make results-bench, results-grader, ... Run on a quiet machine: most are timings.
-RESULTS := bench limit sharing samples grader routes stories kg images tiny profiles soak sweep
+RESULTS := bench limit sharing samples grader routes stories kg images tiny profiles soak sweep generation
 SHARED_DATA ?= ../shared/data
 STAMP := $(shell date +%Y%m%d-%H%M%S)
 # fp32 or bf16: the kind of CPU the timings come from (each kind has its own ledger files); read when a recipe uses it, after setup
@@ -207,6 +207,14 @@ results-samples: setup
 	$(call train_run,samples-grader,-p task climb_grade)
 	$(call train_run,samples,-p grader runs/res-samples-grader-$(STAMP))
 	$(call collect,samples,samples,built-in data as make train trains it)
+
+## results-generation: the generation panel's Generate timed on a generator trained as `make train` trains it: 8 routes, best of 1, 4 and 8
+## (the generator's own rerank, its scoring in fp32 and, where the CPU computes bf16 natively, bf16), 5 interleaved repeats (about 15 minutes);
+## results/generation-fp32.json or results/generation-bf16.json, by the kind of CPU
+results-generation: setup
+	$(call train_run,generation,)
+	$(BIN)/papermill nbs/results.ipynb results/generation-$(KIND).ipynb -p result generation -p runs 'runs/res-generation-$(STAMP)' \
+	  -p labels 'built-in data as make train trains it' --log-output && $(BIN)/climbkit-ledger sync
 
 ## results-sweep: the flagship's sweep (`make sweep`'s settings), then the same trials again without pruning (same parameters, same order):
 ## the leaderboard and what pruning saved (about 20 minutes)

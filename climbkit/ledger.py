@@ -87,7 +87,7 @@ BLOCK = re.compile(r'(<!-- ledger: ([a-z0-9_-]+)/([A-Za-z0-9_-]+) -->\n)(.*?)(<!
 def provenance(res:dict, name:str, link:str='results') -> str:
     "One line: which file (linked through `link`, the ledger folder as the page's reader reaches it), command, commit, date and machine a ledger table came from (and the result's notes)."
     m, commit = res['machine'], res['commit'][:10] + (' + uncommitted changes' if res.get('dirty') else '')
-    bf16 = 'AMX bf16' if m.get('amx_bf16') else 'native bf16' if m.get('native_bf16') else 'no native bf16'
+    bf16 = 'AMX bf16' if m.get('amx_bf16') else 'native bf16 (AVX512-BF16, no AMX)' if m.get('avx512_bf16') else 'native bf16' if m.get('native_bf16') else 'no native bf16'
     return (f"<sub>From [`results/{name}.json`]({link}/{name}.json), written by `{res['command']}` at commit {commit} on "
             f"{res['date'][:10]}; {m['cpu']}, {m['cores']} cores, {bf16}, torch {m['torch']}. Raw numbers in the file."
             + (f" {res['notes']}" if res.get('notes') else '') + "</sub>")
