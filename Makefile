@@ -131,7 +131,7 @@ soak: setup
 RESULTS := bench limit sharing samples grader routes stories kg images tiny profiles soak sweep generation
 SHARED_DATA ?= ../shared/data
 STAMP := $(shell date +%Y%m%d-%H%M%S)
-# fp32 or bf16: the kind of CPU the timings come from (each kind has its own ledger files); read when a recipe uses it, after setup
+# fp32, bf16 (AVX512-BF16) or amx: the kind of CPU the timings come from (each kind has its own ledger files); read when a recipe uses it, after setup
 KIND = $(shell $(BIN)/python -c 'from climbkit.ledger import machine_kind; print(machine_kind())')
 # $(call train_run,NAME,PARAMETERS): one papermill run of nbs/train.ipynb into runs/res-NAME-<stamp>/
 train_run = mkdir -p runs/res-$(1)-$(STAMP) && $(BIN)/papermill nbs/train.ipynb runs/res-$(1)-$(STAMP)/train.ipynb \
@@ -144,7 +144,7 @@ results: $(addprefix results-,$(RESULTS))
 
 ## results-bench: the fair benchmark, 3 interleaved repeats; the aids switched on and off at batch 16 (about 40 minutes on 2 cores without native bf16;
 ## the floor and scaling study are results-limit's, left out here so that one never overwrites the other's ledger file);
-## results/bench-fp32.json or results/bench-bf16.json, by the kind of CPU
+## results/bench-fp32.json, bench-bf16.json (AVX512-BF16) or bench-amx.json (AMX), by the kind of CPU
 results-bench: setup
 	@mkdir -p runs/res-bench-$(STAMP)
 	$(BIN)/papermill nbs/bench.ipynb runs/res-bench-$(STAMP)/bench.ipynb -p name res-bench-$(STAMP) -p out_dir runs -p repeats 3 -p ablate 'mlp climb16' -p sharing_seconds 0 -p limit_configs '' -p scaling_widths '' \
@@ -154,7 +154,7 @@ results-bench: setup
 
 ## results-sharing: the route generator in processes started together: alone, two runs at once, beside a plain PyTorch loop;
 ## climbkit's default threads, a thread per core (before) and passive waiting; 3 interleaved repeats (about 40 minutes). Writes
-## results/sharing-fp32.json or results/sharing-bf16.json, by the kind of CPU
+## results/sharing-fp32.json, sharing-bf16.json or sharing-amx.json, by the kind of CPU
 results-sharing: setup
 	@mkdir -p runs/res-sharing-$(STAMP)
 	$(BIN)/papermill nbs/bench.ipynb runs/res-sharing-$(STAMP)/bench.ipynb -p name res-sharing-$(STAMP) -p out_dir runs \
@@ -164,7 +164,7 @@ results-sharing: setup
 ## results-limit: each configuration against its floor, its own matrix products alone (the route generator at batch 16 and 64, the 80M
 ## knowledge-graph model on UMLS, ResNet-50 at 224 px; 3 interleaved repeats), the measures that could close the gap on and off at
 ## batch 16 and 64, and how cost grows with the route generator's width and batch (about 40 minutes on 2 cores without native bf16);
-## results/limit-fp32.json or results/limit-bf16.json, by the kind of CPU
+## results/limit-fp32.json, limit-bf16.json or limit-amx.json, by the kind of CPU
 results-limit: setup
 	@mkdir -p runs/res-limit-$(STAMP)
 	$(BIN)/papermill nbs/bench.ipynb runs/res-limit-$(STAMP)/bench.ipynb -p name res-limit-$(STAMP) -p out_dir runs -p configs '' \
@@ -210,7 +210,7 @@ results-samples: setup
 
 ## results-generation: the generation panel's Generate timed on a generator trained as `make train` trains it: 8 routes, best of 1, 4 and 8
 ## (the generator's own rerank, its scoring in fp32 and, where the CPU computes bf16 natively, bf16), 5 interleaved repeats (about 15 minutes);
-## results/generation-fp32.json or results/generation-bf16.json, by the kind of CPU
+## results/generation-fp32.json, generation-bf16.json or generation-amx.json, by the kind of CPU
 results-generation: setup
 	$(call train_run,generation,)
 	$(BIN)/papermill nbs/results.ipynb results/generation-$(KIND).ipynb -p result generation -p runs 'runs/res-generation-$(STAMP)' \
