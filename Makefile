@@ -209,7 +209,7 @@ results-samples: setup
 	$(call collect,samples,samples,built-in data as make train trains it)
 
 ## results-generation: the generation panel's Generate timed on a generator trained as `make train` trains it: 8 routes, best of 1, 4 and 8
-## (the generator's own rerank, its scoring in fp32 and, where the CPU computes bf16 natively, bf16), 5 interleaved repeats (about 15 minutes);
+## (the generator's own rerank, its scoring in fp32 and, where the CPU computes bf16 natively, bf16), 5 interleaved repeats (about 10 minutes);
 ## results/generation-fp32.json, generation-bf16.json or generation-amx.json, by the kind of CPU
 results-generation: setup
 	$(call train_run,generation,)

@@ -151,3 +151,15 @@ def test_moonboard_finish_must_be_on_the_top_row(tmp_path):
     (tmp_path/'p.json').write_text(json.dumps(recs))
     routes, rep = load_route_file(tmp_path/'p.json')
     assert len(routes) == 2 and rep.rejected == [(0, 'finish below the top (y >= 18): D12')]
+
+def test_results_generation_times_the_panels_generate(tmp_path, runs):
+    "The last step of `make results-generation` as the Makefile writes it (nbs/results.ipynb, result 'generation', its defaults) on a trained run."
+    from climbkit.ledger import load_result, kind_name
+    from climbkit.cpu import choose_precision
+    papermill(tmp_path/'r.ipynb', {'result': 'generation', 'runs': runs/'gen', 'labels': 'built-in data as make train trains it',
+                                    'ledger': tmp_path/'results'}, notebook='results.ipynb')
+    led = load_result(kind_name('generation'), tmp_path/'results')
+    rows, cases = led['tables']['generation']['rows'], 5 if choose_precision('auto')[0] == 'bf16' else 3  # best of 4 and 8 also in bf16
+    assert led['command'] == 'make results-generation' and len(rows) == cases and len(led['raw']['figures']) == 5 * cases  # 5 repeats
+    assert rows[0][0] == '8 routes, best of 1' and rows[-1][0] == '8 routes, best of 8 (self rerank)'
+    assert all(r['generate_s'] > r['sample_s'] * 0.5 and len(r['routes']) == 8 for r in led['raw']['figures'])  # Generate samples, then draws
