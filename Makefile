@@ -168,7 +168,7 @@ results-sharing: setup
 results-limit: setup
 	@mkdir -p runs/res-limit-$(STAMP)
 	$(BIN)/papermill nbs/bench.ipynb runs/res-limit-$(STAMP)/bench.ipynb -p name res-limit-$(STAMP) -p out_dir runs -p configs '' \
-	  -p ablate 'climb16 climb64' -p ablations 'compile dropout' -p freeze_steps 6 -p kg_data $(SHARED_DATA)/kg/umls -p sharing_seconds 0 \
+	  -p ablate 'climb16 climb64' -p ablations 'compile dropout pack bf16weights' -p freeze_steps 6 -p kg_data $(SHARED_DATA)/kg/umls -p sharing_seconds 0 \
 	  -p ledger results -p ledger_command 'make results-limit' --log-output $(ARGS)
 	$(BIN)/climbkit-ledger keep runs/res-limit-$(STAMP)/bench.ipynb results/limit-$(KIND).ipynb
 	$(BIN)/climbkit-ledger sync

@@ -22,9 +22,9 @@ __all__ = ['COLUMNS', 'N_ROWS', 'FONT_GRADES', 'V_SCALE', 'GRADES', 'MAX_START',
            'ROLE_COLORS', 'GRADE_SHARE', 'ROUTE_MODEL_KEYS', 'RERANKS', 'parse_hold', 'hold_name', 'parse_grade',
            'Board', 'moonboard', 'Route', 'RouteTokenizer', 'draw_route', 'draw_routes', 'builtin_board',
            'builtin_moonboard', 'route_difficulty', 'generate_routes', 'builtin_grade_cuts', 'computed_grade',
-           'route_from_record', 'LoadReport', 'load_route_file', 'causal_attention', 'Block', 'RouteTransformer',
-           'Samples', 'nucleus', 'largest_gap', 'grade_reach', 'route_log_likelihoods', 'grade_posterior', 'self_judge',
-           'sample_routes']
+           'route_from_record', 'LoadReport', 'load_route_file', 'causal_attention', 'packed_mask', 'Block',
+           'RouteTransformer', 'Samples', 'nucleus', 'largest_gap', 'grade_reach', 'route_log_likelihoods',
+           'grade_posterior', 'self_judge', 'sample_routes']
 
 # %% ../nbs/10_climb.ipynb #5fcb41cf
 COLUMNS = 'ABCDEFGHIJK'
@@ -488,13 +488,21 @@ def load_route_file(path) -> tuple[list[Route], LoadReport]:
 # the parameters that fix the model's shape: a checkpoint is loaded only into a model built with the same
 ROUTE_MODEL_KEYS = ('d_model', 'n_layers', 'n_heads', 'dim_feedforward', 'max_seq_len')
 
-def causal_attention(q, k, v):
-    "Causal multi-head attention over [batch, heads, time, dim] tensors; `q` may be the last positions of `k` and `v` (a cached draw)."
+def causal_attention(q, k, v, blocked:torch.Tensor|None=None):
+    """Causal multi-head attention over [batch, heads, time, dim] tensors; `q` may be the last positions of `k` and `v` (a cached draw).
+    `blocked`: a [batch, 1, time, time] mask of the pairs no position may attend to (`packed_mask`: several routes in one row)."""
     Tq, Tk = q.shape[-2], k.shape[-2]
-    if q.is_cuda and Tq in (1, Tk): return F.scaled_dot_product_attention(q, k, v, is_causal=Tq > 1)
+    if q.is_cuda and blocked is None and Tq in (1, Tk): return F.scaled_dot_product_attention(q, k, v, is_causal=Tq > 1)
     att = (q @ k.transpose(-2, -1)) * (1 / math.sqrt(q.shape[-1]))
-    if Tq > 1: att = att.masked_fill(torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).triu(Tk - Tq + 1), float('-inf'))
+    if blocked is not None: att = att.masked_fill(blocked, float('-inf'))
+    elif Tq > 1: att = att.masked_fill(torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).triu(Tk - Tq + 1), float('-inf'))
     return att.softmax(-1).to(v.dtype) @ v
+
+def packed_mask(segments:torch.Tensor) -> torch.Tensor:
+    "The pairs a row of packed routes blocks: a later position, or another route (`segments`: [batch, time] route ids)."
+    T = segments.shape[1]
+    later = torch.ones(T, T, dtype=torch.bool, device=segments.device).triu(1)
+    return (later | (segments[:, :, None] != segments[:, None, :]))[:, None]
 
 class Block(nn.Module):
     "Pre-norm transformer block: causal self-attention then a feed-forward layer, each with a residual."
@@ -505,14 +513,14 @@ class Block(nn.Module):
         self.qkv, self.proj = nn.Linear(d_model, 3 * d_model), nn.Linear(d_model, d_model)
         self.ff = nn.Sequential(nn.Linear(d_model, dim_feedforward), nn.GELU(), nn.Linear(dim_feedforward, d_model))
         self.drop = FastDropout(dropout)
-    def forward(self, x, cache:dict|None=None):
-        "`cache`: this block's keys and values of the positions before `x` (a draw, token by token), extended in place."
+    def forward(self, x, cache:dict|None=None, blocked:torch.Tensor|None=None):
+        "`cache`: this block's keys and values of the positions before `x` (a draw, token by token), extended in place; `blocked`: see `causal_attention`."
         B, T, C = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)
         if cache is not None:
             if cache: k, v = torch.cat([cache['k'], k], 2), torch.cat([cache['v'], v], 2)
             cache['k'], cache['v'] = k, v
-        x = x + self.drop(self.proj(causal_attention(q, k, v).transpose(1, 2).reshape(B, T, C)))
+        x = x + self.drop(self.proj(causal_attention(q, k, v, blocked).transpose(1, 2).reshape(B, T, C)))
         return x + self.drop(self.ff(self.ln2(x)))
 
 class RouteTransformer(nn.Module):
@@ -535,17 +543,20 @@ class RouteTransformer(nn.Module):
     def layer_groups(self):
         "The blocks, front to back, for dynamic freezing (the embedding is tied to the output layer, so it stays)."
         return [(f'blocks.{i}', b) for i, b in enumerate(self.blocks)]
-    def forward(self, idx:torch.Tensor, cache:list|None=None) -> torch.Tensor:
-        "Logits for every position of `idx`; with a `cache` (`new_cache()`, then each call's new tokens only) a draw costs one pass per token."
+    def forward(self, idx:torch.Tensor, cache:list|None=None, positions:torch.Tensor|None=None, segments:torch.Tensor|None=None) -> torch.Tensor:
+        """Logits for every position of `idx`; with a `cache` (`new_cache()`, then each call's new tokens only) a draw costs one pass per token.
+        Packed rows (several routes one after another, `pack_routes`) give each token's `positions` in its route and its route's id in `segments`."""
         start = cache[0]['k'].shape[2] if cache and cache[0] else 0
         T = start + idx.shape[1]
-        if T > self.max_seq_len: raise ValueError(f'sequence of {T} tokens is longer than max_seq_len={self.max_seq_len}')
-        x = self.tok_emb(idx) + self.pos_emb(torch.arange(start, T, device=idx.device))
+        if (T if positions is None else int(positions.max()) + 1) > self.max_seq_len:  # a packed row may be longer than any route in it
+            raise ValueError(f'sequence of {T} tokens is longer than max_seq_len={self.max_seq_len}')
+        x = self.tok_emb(idx) + self.pos_emb(torch.arange(start, T, device=idx.device) if positions is None else positions)
+        blocked = None if segments is None else packed_mask(segments)
         if not self.blocks[0].ln1.weight.requires_grad:
             # the front block is frozen: so is the input side of the embedding (the tied table still learns as the output
             # layer), and no gradient has to flow back through the frozen blocks at all
             x = x.detach()
-        for i, b in enumerate(self.blocks): x = b(x, cache[i] if cache is not None else None)
+        for i, b in enumerate(self.blocks): x = b(x, cache[i] if cache is not None else None, blocked)
         return self.head(self.ln_f(x))
     def new_cache(self) -> list: return [{} for _ in self.blocks]
 

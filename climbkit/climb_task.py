@@ -20,12 +20,35 @@ from .climb_grader import check_grader
 from .climb_eval import climb_report, report_grader
 
 # %% auto #0
-__all__ = ['DECODING_KEYS', 'ClimbTask', 'run_decoding']
+__all__ = ['DECODING_KEYS', 'pack_rows', 'pack_routes', 'ClimbTask', 'run_decoding']
 
 # %% ../nbs/15_climb_task.ipynb #220c6bf5
 def _route_batch(b):
     n = int(b['lengths'].max())
-    return {'tokens': b['tokens'][:, :n], 'grades': b['grades']}
+    return {'tokens': b['tokens'][:, :n], 'lengths': b['lengths'], 'grades': b['grades']}
+
+def pack_rows(lengths:list[int], width:int) -> tuple[list[int], list[int]]:
+    "First-fit decreasing: the row and the offset in it of each sequence of `lengths`, packed into as few rows of `width` as it finds."
+    row, offset, free = [0] * len(lengths), [0] * len(lengths), []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        r = next((r for r, f in enumerate(free) if f >= lengths[i]), len(free))
+        if r == len(free): free.append(width)
+        row[i], offset[i] = r, width - free[r]; free[r] -= lengths[i]
+    return row, offset
+
+def pack_routes(tokens:torch.Tensor, targets:torch.Tensor, lengths:torch.Tensor, per_row:int=2) -> dict:
+    """Routes padded to one length ([batch, width] inputs and targets, the first `lengths` positions of each real) packed into
+    fewer, fuller rows `per_row` times as wide: each token with its position in its route and its route's id (-1: padding, target 0)."""
+    B, W = tokens.shape
+    width = W * per_row
+    row, offset = pack_rows(lengths.tolist(), width)
+    pos = torch.arange(W)
+    real = pos < lengths[:, None]
+    at = (torch.tensor(row)[:, None] * width + torch.tensor(offset)[:, None] + pos)[real]  # each real token's place in the packed rows
+    def place(values, fill):
+        out = torch.full(((max(row, default=0) + 1) * width,), fill, dtype=values.dtype); out[at] = values[real]; return out.view(-1, width)
+    return {'tokens': place(tokens, 0), 'targets': place(targets, 0), 'positions': place(pos.expand(B, W), 0),
+            'segments': place(torch.arange(B)[:, None].expand(B, W), -1)}
 
 def _is_counts(v) -> bool: return all(k.isdigit() and int(k) >= 2 for k in str(v).split())
 
@@ -49,7 +72,7 @@ class ClimbTask(Task):
                     max_seq_len=0, dropout=0.1, epochs=10, batch_size=64, lr=2e-3, warmup_steps=100, weight_decay=0.1,
                     metric_samples=32, grader='auto', sample_grades='6B+ 7A 7B+ 8A', samples_per_grade=4, temperature=0.8, top_k=0,
                     grade_dropout=0.1, guidance=1.0, best_of=8, rerank='self', top_p=0.8, guidance_sweep='0 1 1.5 2 3', best_of_sweep='4',
-                    self_best_of_sweep='8')
+                    self_best_of_sweep='8', pack=2)
     model_keys = ROUTE_MODEL_KEYS
     help = {'n_routes': "data='builtin': how many routes to generate", 'angle': "Kilter/Tension: the wall angle whose grades to use",
             'layout': "Kilter/Tension: the board layout id (0: the one with most climbs)", 'd_model': "transformer width",
@@ -65,7 +88,8 @@ class ClimbTask(Task):
             'top_p': "showcase and route metrics: each token from the nucleus, the likeliest tokens whose probability reaches top_p (1: the whole distribution)",
             'guidance_sweep': "guidance scales the final report measures grade control at, with a trade-off figure ('': none)",
             'best_of_sweep': "candidates per route the final report's grade control also reranks with the grader, at guidance 1 (where a grader exists; '': none)",
-            'self_best_of_sweep': "candidates per route the final report's grade control also reranks by the generator's own grade posterior, at guidance 1 ('': none)"}
+            'self_best_of_sweep': "candidates per route the final report's grade control also reranks by the generator's own grade posterior, at guidance 1 ('': none)",
+            'pack': "pack each batch's routes into rows this many times as wide as its longest route (each route attending only to itself): the same loss with few products spent on padding (0: off, one padded row a route)"}
     data_keys = ('data', 'n_routes', 'angle', 'layout')
     checks = {'d_model': positive_check, 'n_layers': positive_check, 'n_heads': positive_check, 'dim_feedforward': positive_check,
               'max_seq_len': (lambda v: v >= 0, "0 (as long as the board's longest route) or a token count"),
@@ -79,7 +103,8 @@ class ClimbTask(Task):
               'rerank': (lambda v: v in RERANKS, "'self' (the generator's own grade posterior) or 'grader' (the grade predictor)"),
               'top_p': (lambda v: 0 < v <= 1, 'above 0 and at most 1 (1: the whole distribution)'),
               'best_of_sweep': (_is_counts, "counts of 2 or more, separated by spaces ('' for none)"),
-              'self_best_of_sweep': (_is_counts, "counts of 2 or more, separated by spaces ('' for none)")}
+              'self_best_of_sweep': (_is_counts, "counts of 2 or more, separated by spaces ('' for none)"),
+              'pack': (lambda v: isinstance(v, int) and v >= 0, "0 (off) or how many times the longest route a packed row holds, e.g. 2")}
 
     def build_data(self, cfg) -> Data:
         if cfg.d_model % cfg.n_heads:
@@ -114,7 +139,11 @@ class ClimbTask(Task):
         if model.training and self.cfg.grade_dropout:  # hide the grade of some routes: the model learns routes of any grade too
             x = x.clone(); x[torch.rand(len(x), device=x.device) < self.cfg.grade_dropout, 1] = RouteTokenizer.any_grade
         y = x[:, 1:].clone(); y[:, 0] = 0  # the grade is given, not predicted: score the tokens after it
-        logits = model(x[:, :-1])
+        if self.cfg.get('pack', 0) and 'lengths' in batch:  # the same tokens and targets in fewer rows: no products spent on padding
+            p = pack_routes(x[:, :-1].cpu(), y.cpu(), batch['lengths'].cpu() - 1, int(self.cfg.pack))
+            y, logits = p['targets'].to(x.device), model(p['tokens'].to(x.device), positions=p['positions'].to(x.device),
+                                                         segments=p['segments'].to(x.device))
+        else: logits = model(x[:, :-1])
         mask = y != 0
         return F.cross_entropy(logits[mask].float(), y[mask]), int(mask.sum())
 

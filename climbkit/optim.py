@@ -12,8 +12,8 @@ from torch import nn
 from .core import ClimbkitError, ClimbkitWarning
 
 # %% auto #0
-__all__ = ['param_groups', 'make_optimizer', 'round_to_bf16', 'Lamb', 'Lookahead', 'WeightAverage', 'warmup_cosine',
-           'warmup_step', 'make_scheduler']
+__all__ = ['param_groups', 'make_optimizer', 'round_to_bf16', 'Lamb', 'Lookahead', 'WeightAverage', 'bf16_master_weights',
+           'warmup_cosine', 'warmup_step', 'make_scheduler']
 
 # %% ../nbs/03_optim.ipynb #71b77f35
 def param_groups(model:nn.Module, weight_decay:float) -> list[dict]:
@@ -188,6 +188,26 @@ class WeightAverage:
         "Restore the average from a checkpoint's averaged `weights` and its `state` (the count of updates)."
         for k, v in weights.items(): self.weights[k].copy_(v)
         self.updates = (state or {}).get('updates', 0)
+
+# %% ../nbs/03_optim.ipynb #2f3fed26
+def bf16_master_weights(opt:torch.optim.Optimizer, model:nn.Module) -> list[torch.Tensor]:
+    """Make `model`'s floating-point weights bf16 and let `opt` (built over them, not yet stepped) step fp32 master copies instead;
+    returns the masters. Gradients are copied up before each step, the masters rounded down into the weights after it."""
+    if opt.state: raise ClimbkitError('bf16_master_weights needs an optimizer that has not stepped yet (its state is keyed by the weights it replaces).')
+    pairs = []
+    for g in opt.param_groups:
+        masters = [p.detach().float().clone().requires_grad_(p.requires_grad) if p.is_floating_point() else p for p in g['params']]
+        pairs += [(p, m) for p, m in zip(g['params'], masters) if m is not p]
+        g['params'] = masters
+    for p, _ in pairs: p.data = p.data.to(torch.bfloat16)
+    def grads_up(opt, args, kwargs):
+        for p, m in pairs:
+            m.grad = None if p.grad is None or not p.requires_grad else p.grad.float()  # a frozen weight is not stepped
+    @torch.no_grad()
+    def weights_down(opt, args, kwargs):
+        for p, m in pairs: p.copy_(m); p.grad = None
+    opt.register_step_pre_hook(grads_up); opt.register_step_post_hook(weights_down)
+    return [m for _, m in pairs]
 
 # %% ../nbs/03_optim.ipynb #d4054370
 def warmup_cosine(step:int, warmup_steps:int, total_steps:int, min_factor:float=0.1) -> float:

@@ -11,8 +11,8 @@ from climbkit.sharing import SCENARIOS, sharing_ledger_name
 
 # the benchmark's own configurations, shrunk so that the whole notebook runs in seconds
 SMALL = dict(steps=12, warmup=2, ablation_steps=8, freeze_steps=6, n_samples=600, d_in=64, mlp_hidden='64,32', n_routes=300,
-             d_model=32, n_layers=2, n_heads=2, dim_feedforward=64, ablations='bf16 fused dropout lamb lookahead freeze accum', threads=1, ceiling_sizes='128,256',
-             limit_configs='climb64 kg images', limit_steps=3, limit_repeats=2, image_arch='resnet18', image_size=32,
+             d_model=32, n_layers=2, n_heads=2, dim_feedforward=64, ablations='bf16 fused dropout pack bf16weights lamb lookahead freeze accum', threads=1, ceiling_sizes='128,256',
+             limit_configs='climb64 kg images images_nchw', limit_steps=3, limit_repeats=2, image_arch='resnet18', image_size=32,
              scaling_widths='16 32', scaling_batches='4', scaling_steps=3, scaling_checks='32x4', sharing_seconds=1, sharing_repeats=1)
 KG_TINY = dict(task='kg', model='transformer', d_model=32, n_layers=1, n_heads=2, dim_feedforward=64, rel_attention_bias=True, max_seq_len=16, n_families=10)
 
@@ -55,12 +55,16 @@ def test_bench_notebook(tmp_path):
     assert [r['frozen_layers'] for r in res['freezing']['mlp']] == [0, 1, 2] and len(res['freezing']['climb64']) == 2
     assert {p.name for p in (run/'figures').iterdir()} == {'comparison.png', 'ablation-mlp.png', 'ablation-climb64.png', 'parts.png', 'scaling.png', 'sharing.png'}
     assert climb['dropout off (0.1 by default)']['valid_loss'] > 0 and 0 < climb['default']['floor_share'] and 'floor_share' not in climb['accumulate 4 batches a step']
+    # packing changes the speed, not what is learned: the same batches from the same start end at (nearly) the same loss
+    assert 'floor_share' not in climb['packing off (a padded row a route)'] and abs(climb['packing off (a padded row a route)']['valid_loss'] - climb['default']['valid_loss']) < 0.02
+    assert ('bf16 weights, fp32 master copy' in climb) == native and all(math.isfinite(r['valid_loss']) for r in climb.values())
     # against the limit: each configuration's floor, its repeats, and where its step goes
     lim = res['limit']
-    assert list(lim) == ['climb64', 'kg', 'images'] and all(v['repeats'] == 2 and len(v['runs']) == 2 for v in lim.values())
+    assert list(lim) == ['climb64', 'kg', 'images', 'images_nchw'] and all(v['repeats'] == 2 and len(v['runs']) == 2 for v in lim.values())
     for v in lim.values():
         assert 0 < v['floor_ms'] and v['floor_share_range'][0] <= v['floor_share'] <= v['floor_share_range'][1] and 0 < v['mfu'] < 1
         assert v['parts']['matrix products'] > 0 and set(v['parts']) == {'matrix products', 'casts and copies', 'element-wise', 'optimizer', 'data', 'Python and the rest'}
+    assert lim['images_nchw']['label'].endswith('channels-first') and lim['images_nchw']['products'][0]['op'].startswith('convolution')
     assert lim['images']['products'][0]['op'].startswith('convolution') and lim['climb64']['products'][0]['op'] in ('mm', 'addmm', 'bmm')
     assert [(p['d_model'], p['batch_size']) for p in res['scaling']] == [(16, 4), (32, 4)] and all(p['projected_s'] > 0 for p in res['scaling'])
     assert [(c['d_model'], c['batch_size'], c['epochs']) for c in res['scaling_checks']] == [(32, 4, 1)] and res['scaling_checks'][0]['real_s'] > 0
@@ -77,7 +81,7 @@ def test_bench_notebook(tmp_path):
     assert cmp['rows'][0][4].startswith(f"{by[('mlp', 'climbkit')]['vs plain bf16']:.2f}x (")
     assert (tmp_path/'results'/f"{kind_name('bench')}-comparison.png").stat().st_size > 1000
     lled = load_result(kind_name('limit'), tmp_path/'results')
-    assert set(lled['tables']) == {'floor', 'parts', 'scaling', 'checks', 'gap'} and len(lled['tables']['floor']['rows']) == 3
+    assert set(lled['tables']) == {'floor', 'parts', 'scaling', 'checks', 'gap'} and len(lled['tables']['floor']['rows']) == 4
     assert len(lled['raw']['limit']['kg']['runs']) == 2 and (tmp_path/'results'/f"{kind_name('limit')}-parts.png").exists() and (tmp_path/'results'/f"{kind_name('limit')}-scaling.png").exists()
     # sharing the machine: every scenario in its own processes, the targets checked, a ledger file for this kind of CPU
     sh = res['sharing']
