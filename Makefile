@@ -142,7 +142,7 @@ collect = $(BIN)/papermill nbs/results.ipynb results/$(1).ipynb -p result $(1) -
 
 results: $(addprefix results-,$(RESULTS))
 
-## results-bench: the fair benchmark, 3 interleaved repeats; the aids switched on and off at batch 16 (about 40 minutes on 2 cores without native bf16;
+## results-bench: the fair benchmark, 3 interleaved repeats; the aids switched on and off at batch 16, 3 interleaved rounds (about 40 minutes on 2 cores without native bf16;
 ## the floor and scaling study are results-limit's, left out here so that one never overwrites the other's ledger file);
 ## results/bench-fp32.json, bench-bf16.json (AVX512-BF16) or bench-amx.json (AMX), by the kind of CPU
 results-bench: setup
@@ -163,7 +163,7 @@ results-sharing: setup
 
 ## results-limit: each configuration against its floor, its own matrix products alone (the route generator at batch 16 and 64, the 80M
 ## knowledge-graph model on UMLS, ResNet-50 at 224 px; 3 interleaved repeats), the measures that could close the gap on and off at
-## batch 16 and 64, and how cost grows with the route generator's width and batch (about 40 minutes on 2 cores without native bf16);
+## batch 16 and 64 (3 interleaved rounds), and how cost grows with the route generator's width and batch (about 40 minutes on 2 cores without native bf16);
 ## results/limit-fp32.json, limit-bf16.json or limit-amx.json, by the kind of CPU
 results-limit: setup
 	@mkdir -p runs/res-limit-$(STAMP)

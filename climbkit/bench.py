@@ -19,7 +19,7 @@ from .cpu import autocast
 # %% auto #0
 __all__ = ['OP_KINDS', 'rss_mb', 'peak_rss_mb', 'PeakMemory', 'bench_learner', 'step_stats', 'train_steps', 'matmul_ceiling',
            'matmul_rate', 'mfu', 'n_params', 'freezing_savings', 'step_breakdown', 'text_table', 'flops_per_step',
-           'profile', 'plot_ablation', 'bench_tables']
+           'profile', 'plot_ablation', 'relative_cell', 'ablation_repeats_note', 'bench_tables']
 
 # %% ../nbs/06_bench.ipynb #204329d6
 def _status_kb(key:str) -> int|None:
@@ -238,6 +238,16 @@ def _group_first(rows:list[dict], key:str, show:str) -> list[dict]:
 
 def _range_cell(v, lo, hi, fmt, unit:str='') -> str: return f'{fmt.format(v)}{unit} ({fmt.format(lo)}–{fmt.format(hi)})'
 
+def relative_cell(row:dict) -> str:
+    "An ablation row's speed against the default: the median of its rounds' ratios with their range, or the one run's ratio."
+    return _range_cell(row['relative'], *row['relative_range'], '{:.2f}', 'x') if row.get('relative_range') else f"{row['relative']:.2f}x"
+
+def ablation_repeats_note(rows:list[dict]) -> str:
+    "How many runs each ablation row is, for a table's caption."
+    n = min(r.get('repeats', 1) for r in rows) if rows else 1
+    return (f"medians of {n} interleaved rounds, the speed against the default taken within each round (range in brackets)." if n > 1 else
+            "one run each (no repeats): differences of several percent can be noise.")
+
 def bench_tables(res:dict) -> dict:
     "Ledger tables (comparison, ablation, freezing, breakdown) from a benchmark's `results.json` content."
     from climbkit.ledger import ledger_table
@@ -255,11 +265,11 @@ def bench_tables(res:dict) -> dict:
                 f"({ceiling['fp32']:,.0f} GFLOP/s fp32, {ceiling['bf16']:,.0f} GFLOP/s bf16)."
                 + (f" This CPU has no native bf16: climbkit's default computes in fp32 here, and the plain bf16 loop was timed over "
                    f"{min(short)} steps only, its loss not compared (—)." if short else ''))}
-    abl = [{**r, 'config': label(k)} for k, rows in res['ablation'].items() for r in rows]
+    abl = [{**r, 'config': label(k), 'speed': relative_cell(r)} for k, rows in res['ablation'].items() for r in rows]
     tables['ablation'] = ledger_table(_group_first(abl, 'config', 'config'), {
-        'config': ('configuration', '{}'), 'label': ('aid switched from the default', '{}'), 'relative': ('speed vs default', '{:.2f}x'),
+        'config': ('configuration', '{}'), 'label': ('aid switched from the default', '{}'), 'speed': ('speed vs default (range)', '{}'),
         'first_steps_s': ('first steps s', '{:.1f}'), 'valid_loss': ('valid loss', '{:.3f}'), 'frozen_layers': ('layers frozen', '{}')},
-        caption=f"{res['ablation_steps']} batches a run, one run each (no repeats): differences of several percent can be noise.")
+        caption=f"{res['ablation_steps']} batches a run, " + ablation_repeats_note(abl))
     fz = res['freezing']
     frows = [{'frozen': i, **{k: fz[k][i]['step_ms'] for k in fz if i < len(fz[k])}, **{f'{k} saved': fz[k][i]['saved'] for k in fz if i < len(fz[k])}}
              for i in range(max(len(v) for v in fz.values()))]

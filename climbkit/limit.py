@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .core import ClimbkitError
 from .cpu import autocast
 from .learner import Learner
-from .bench import bench_learner, train_steps, flops_per_step, matmul_ceiling, n_params, _batches
+from .bench import bench_learner, train_steps, flops_per_step, matmul_ceiling, n_params, _batches, relative_cell, ablation_repeats_note
 
 # %% auto #0
 __all__ = ['aten', 'PRODUCT_OPS', 'FLASH_FORWARD', 'FLASH_BACKWARD', 'PARTS', 'PRODUCT_NAMES', 'CAST_NAMES', 'PART_COLORS',
@@ -265,9 +265,9 @@ def limit_tables(limit:dict, scaling:list, checked:list, gap:dict, epochs:int) -
     if checked:
         t['checks'] = ledger_table(checked, {'d_model': ('width', '{}'), 'batch_size': ('batch', '{}'), 'epochs': ('epochs', '{}'),
             'real_s': ('real run, s', '{:.1f}'), 'projected_s': ('projected, s', '{:.1f}'), 'error': ('projection error', '{:+.0%}')})
-    rows = [{**r, 'config': limit[k]['label'] if k in limit else k} for k, rs in gap.items() for r in rs]
+    rows = [{**r, 'config': limit[k]['label'] if k in limit else k, 'speed': relative_cell(r)} for k, rs in gap.items() for r in rs]
     if rows:
         t['gap'] = ledger_table(rows, {'config': ('configuration', '{}'), 'label': ('change from the default', '{}'), 'step_ms': ('ms/step', '{:,.1f}'),
-            'relative': ('speed vs default', '{:.2f}x'), 'floor_share': ("of the floor's speed", '{:.0%}'), 'first_steps_s': ('first steps s', '{:.1f}'),
-            'valid_loss': ('valid loss after the same batches', '{:.4f}')}, caption='One run a row, the same batches from the same start.')
+            'speed': ('speed vs default (range)', '{}'), 'floor_share': ("of the floor's speed", '{:.0%}'), 'first_steps_s': ('first steps s', '{:.1f}'),
+            'valid_loss': ('valid loss after the same batches', '{:.4f}')}, caption='The same batches from the same start; ' + ablation_repeats_note(rows))
     return t

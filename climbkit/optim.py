@@ -199,7 +199,8 @@ def bf16_master_weights(opt:torch.optim.Optimizer, model:nn.Module) -> list[torc
         masters = [p.detach().float().clone().requires_grad_(p.requires_grad) if p.is_floating_point() else p for p in g['params']]
         pairs += [(p, m) for p, m in zip(g['params'], masters) if m is not p]
         g['params'] = masters
-    for p, _ in pairs: p.data = p.data.to(torch.bfloat16)
+    for p in model.parameters():  # the optimizer's weights and any it does not step (a frozen layer's)
+        if p.is_floating_point(): p.data = p.data.to(torch.bfloat16)
     def grads_up(opt, args, kwargs):
         for p, m in pairs:
             m.grad = None if p.grad is None or not p.requires_grad else p.grad.float()  # a frozen weight is not stepped

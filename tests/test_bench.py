@@ -10,7 +10,7 @@ from climbkit.cpu import choose_precision
 from climbkit.sharing import SCENARIOS, sharing_ledger_name
 
 # the benchmark's own configurations, shrunk so that the whole notebook runs in seconds
-SMALL = dict(steps=12, warmup=2, ablation_steps=8, freeze_steps=6, n_samples=600, d_in=64, mlp_hidden='64,32', n_routes=300,
+SMALL = dict(steps=12, warmup=2, ablation_steps=8, ablation_repeats=2, freeze_steps=6, n_samples=600, d_in=64, mlp_hidden='64,32', n_routes=300,
              d_model=32, n_layers=2, n_heads=2, dim_feedforward=64, ablations='bf16 fused dropout pack bf16weights lamb lookahead freeze accum', threads=1, ceiling_sizes='128,256',
              limit_configs='climb64 kg images images_nchw', limit_steps=3, limit_repeats=2, image_arch='resnet18', image_size=32,
              scaling_widths='16 32', scaling_batches='4', scaling_steps=3, scaling_checks='32x4', sharing_seconds=1, sharing_repeats=1)
@@ -52,6 +52,9 @@ def test_bench_notebook(tmp_path):
     assert mlp['fused Linear+ReLU on']['fused'] and not mlp['fused Linear+ReLU off']['fused']
     assert {'LAMB instead of AdamW', 'LAMB, bf16 optimizer state', 'Lookahead on (k 5, alpha 0.5)'} <= set(climb)
     assert climb['accumulate 4 batches a step']['steps'] == 2 and climb['default']['steps'] == 8  # the same batches
+    # every row run in each of 2 interleaved rounds: medians, and the speed against the default of the same round
+    assert all(r['repeats'] == 2 and len(r['runs']) == 2 and r['relative_range'][0] <= r['relative'] <= r['relative_range'][1] for r in climb.values())
+    assert climb['default']['relative'] == 1 and climb['default']['relative_range'] == [1, 1]
     assert [r['frozen_layers'] for r in res['freezing']['mlp']] == [0, 1, 2] and len(res['freezing']['climb64']) == 2
     assert {p.name for p in (run/'figures').iterdir()} == {'comparison.png', 'ablation-mlp.png', 'ablation-climb64.png', 'parts.png', 'scaling.png', 'sharing.png'}
     assert climb['dropout off (0.1 by default)']['valid_loss'] > 0 and 0 < climb['default']['floor_share'] and 'floor_share' not in climb['accumulate 4 batches a step']
@@ -120,6 +123,7 @@ def test_bench_bad_parameters(tmp_path):
     bench_checks(**SMALL)  # the good settings pass
     for bad, needle in (({'steps': 2}, "'steps' (2) must exceed 'warmup' (2)"),
                         ({'ablations': 'bf16 turbo'}, "'ablations' names unknown aids ['turbo']"),
+                        ({'ablation_repeats': 0}, "'ablation_repeats' (0) a whole number of at least 1"),
                         ({'limit_configs': 'climb64 gpt5'}, "'limit_configs' names unknown configurations ['gpt5']"),
                         ({'scaling_checks': '64x4'}, "'scaling_checks' must name points of the scaling grid as WIDTHxBATCH (widths [16, 32], batches [4])")):
         with pytest.raises(ClimbkitError) as e: bench_checks(**{**SMALL, **bad})
